@@ -1,0 +1,92 @@
+"""What this installation can do: versions, the native extension, devices and backends.
+
+``medinfer info`` prints :func:`format_report`; ``--json`` prints :func:`environment_report`.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+from medinfer import __version__, _ext, backends
+
+
+def _package_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _gpus() -> list[dict]:
+    """Visible GPUs, asked of the extension first (no PyTorch CUDA needed), then of PyTorch."""
+    native = _ext.native()
+    if native is not None and _ext.has_cuda():
+        try:
+            return [dict(d, source="medinfer._C") for d in native.cuda_devices()]
+        except RuntimeError:
+            pass
+    import torch
+
+    if torch.cuda.is_available():
+        return [
+            {
+                "index": i,
+                "name": torch.cuda.get_device_name(i),
+                "compute_capability": torch.cuda.get_device_capability(i),
+                "total_memory": torch.cuda.get_device_properties(i).total_memory,
+                "source": "torch",
+            }
+            for i in range(torch.cuda.device_count())
+        ]
+    return []
+
+
+def environment_report() -> dict:
+    import torch
+
+    ext = {"available": _ext.native() is not None, "reason": _ext.unavailable_reason(), **_ext.build_info()}
+    return {
+        "medinfer": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "packages": {
+            name: _package_version(name)
+            for name in ("torch", "numpy", "onnx", "onnxruntime", "pydicom", "safetensors", "triton", "tensorrt")
+        },
+        "torch_cuda": torch.version.cuda,
+        "extension": ext,
+        "gpus": _gpus(),
+        "backends": backends.report(),
+        "overrides": {role: backends.env_override(role) for role in backends.ROLES},
+    }
+
+
+def format_report(rep: dict) -> str:
+    lines = [f"medinfer {rep['medinfer']}  (Python {rep['python']}, {rep['platform']})", ""]
+    lines.append("packages:")
+    for name, ver in rep["packages"].items():
+        lines.append(f"  {name:<12} {ver or 'not installed'}")
+    ext = rep["extension"]
+    lines += ["", "native extension medinfer._C:"]
+    if ext["available"]:
+        v = ext.get("cuda_runtime_version", 0)
+        cuda = (f"CUDA {v // 1000}.{v % 1000 // 10} for sm_{ext['cuda_archs'].replace(',', ', sm_')}"
+                if ext.get("cuda") else "no CUDA (nvcc was not found at build time)")
+        lines.append(f"  built, {ext['compiler']}; {cuda}; {ext['default_threads']} threads")
+    else:
+        lines.append(f"  NOT AVAILABLE: {ext['reason']}")
+    lines += ["", "GPUs:"]
+    lines += [f"  [{g['index']}] {g['name']} (sm_{''.join(map(str, g['compute_capability']))}, "
+              f"{g['total_memory'] / 2**30:.0f} GiB)" for g in rep["gpus"]] or ["  none visible"]
+    lines += ["", "backends (role, device: status):"]
+    for row in rep["backends"]:
+        status = "available" if row["available"] else f"unavailable: {row['reason']}"
+        lines.append(f"  {row['backend']:<12} {'/'.join(row['roles']):<11} {row['device']:<5} {status}")
+    forced = {k: v for k, v in rep["overrides"].items() if v}
+    if forced:
+        lines += ["", "forced by environment: " + ", ".join(f"{k}={v}" for k, v in forced.items())]
+    return "\n".join(lines)

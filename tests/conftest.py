@@ -1,0 +1,53 @@
+"""Shared test configuration: markers that skip cleanly, and the native-extension fixture."""
+
+from __future__ import annotations
+
+import os
+import random
+import zlib
+
+import numpy as np
+import pytest
+
+from medinfer import _ext, backends
+
+
+# Random inputs are fresh on every run; the seed is printed in the header so a failure can be replayed
+# with MEDINFER_TEST_SEED=<seed>.
+SESSION_SEED = int(os.environ.get("MEDINFER_TEST_SEED", random.SystemRandom().randrange(2**31)))
+
+
+def pytest_report_header(config):
+    return f"medinfer test seed: MEDINFER_TEST_SEED={SESSION_SEED}"
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A generator seeded from the session seed and the test's id; also seeds torch the same way."""
+    seed = [SESSION_SEED, zlib.crc32(request.node.nodeid.encode())]
+    import torch
+
+    torch.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
+    return np.random.default_rng(seed)
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_reason = backends.BACKENDS["torch"].unavailable_reason("cuda")
+    trt_reason = backends.BACKENDS["tensorrt"].unavailable_reason("cuda")
+    for item in items:
+        if "gpu" in item.keywords and gpu_reason:
+            item.add_marker(pytest.mark.skip(reason=f"no GPU: {gpu_reason}"))
+        if "tensorrt" in item.keywords and trt_reason:
+            item.add_marker(pytest.mark.skip(reason=f"no TensorRT: {trt_reason}"))
+
+
+@pytest.fixture(scope="session")
+def native():
+    """The compiled extension. Skips without it, unless MEDINFER_REQUIRE_EXTENSION=1 (set by CI, where a
+    missing extension is a build failure to report, not a reason to skip)."""
+    mod = _ext.native()
+    if mod is None:
+        if os.environ.get("MEDINFER_REQUIRE_EXTENSION") == "1":
+            pytest.fail(f"MEDINFER_REQUIRE_EXTENSION=1 but {_ext.unavailable_reason()}")
+        pytest.skip(_ext.unavailable_reason())
+    return mod

@@ -1,0 +1,59 @@
+"""``import medinfer`` on a machine without the extension, a GPU, Triton or TensorRT."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+# Runs in a fresh interpreter where importing the named modules fails, as on a machine without them.
+BLOCKER = textwrap.dedent("""
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def __init__(self, names): self.names = names
+        def find_spec(self, name, path=None, target=None):
+            if name in self.names or name.split(".")[0] in self.names:
+                raise ImportError(name + " is hidden by the test")
+    sys.meta_path.insert(0, Block(NAMES))
+""")
+
+
+def run_hidden(names: set[str], body: str) -> dict:
+    code = f"NAMES = {names!r}\n" + BLOCKER + textwrap.dedent(body)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_import_is_light_and_lazy():
+    out = run_hidden(set(), """
+        import json, sys, medinfer
+        print(json.dumps({"torch": "torch" in sys.modules, "version": medinfer.__version__}))
+    """)
+    assert out == {"torch": False, "version": out["version"]}
+
+
+def test_works_without_extension_triton_and_tensorrt():
+    out = run_hidden({"medinfer._C", "triton", "tensorrt"}, """
+        import json
+        import numpy as np
+        import medinfer, medinfer.kernels
+        from medinfer import backends, hu, info
+        from medinfer.models import create
+        hu_ok = hu.to_hu(np.full((2, 3, 3), 1000, np.int16), 1.0, -1024.0).tolist() == [[[-24.0] * 3] * 3] * 2
+        model = create("msfe", layers=(1, 1, 1, 1), planes=(16, 16, 16, 16), stem_width=16)
+        rep = info.environment_report()
+        print(json.dumps({
+            "hu": hu_ok,
+            "model": type(model).__name__,
+            "ext": rep["extension"],
+            "reasons": {r["backend"]: r["reason"] for r in rep["backends"] if r["device"] == "cuda"},
+            "engine": backends.select("engine", "cpu").name,
+        }))
+    """)
+    assert out["hu"] and out["model"] == "DDCResNet" and out["engine"] == "onnxruntime"
+    assert out["ext"]["available"] is False
+    assert "hidden by the test" in out["ext"]["reason"] and "fallbacks" in out["ext"]["reason"]
+    assert "Triton is not installed" in out["reasons"]["triton"]
+    assert "medinfer._C could not be imported" in out["reasons"]["cuda"]
