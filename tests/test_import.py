@@ -19,23 +19,25 @@ BLOCKER = textwrap.dedent("""
 """)
 
 
-def run_hidden(names: set[str], body: str) -> dict:
+def run_hidden(names: set[str], cwd, body: str) -> dict:
     code = f"NAMES = {names!r}\n" + BLOCKER + textwrap.dedent(body)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    # cwd away from the checkout: `python -c` puts the working directory first on sys.path, and the
+    # source tree's medinfer/ (no compiled module, no kernels/) would shadow the installed package.
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_import_is_light_and_lazy():
-    out = run_hidden(set(), """
+def test_import_is_light_and_lazy(tmp_path):
+    out = run_hidden(set(), tmp_path, """
         import json, sys, medinfer
         print(json.dumps({"torch": "torch" in sys.modules, "version": medinfer.__version__}))
     """)
     assert out == {"torch": False, "version": out["version"]}
 
 
-def test_works_without_extension_triton_and_tensorrt():
-    out = run_hidden({"medinfer._C", "triton", "tensorrt"}, """
+def test_works_without_extension_triton_and_tensorrt(tmp_path):
+    out = run_hidden({"medinfer._C", "triton", "tensorrt"}, tmp_path, """
         import json
         import numpy as np
         import medinfer, medinfer.kernels
