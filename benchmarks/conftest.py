@@ -73,7 +73,7 @@ def speedups() -> list[dict]:
     for r in _RESULTS:
         groups[r["group"]].append(r)
     rows = []
-    for group, rs in groups.items():
+    for rs in groups.values():
         base = next((r for r in rs if r["role"] == "baseline"), None)
         for r in rs:
             speedup = None

@@ -2,9 +2,8 @@
 
 from typing import Any
 
-from typing_extensions import Buffer
-
 import numpy.typing as npt
+from typing_extensions import Buffer
 
 def build_info() -> dict[str, Any]: ...
 def default_threads() -> int: ...

@@ -14,7 +14,7 @@ from medinfer._version import __version__
 _SUBMODULES = ("backends", "hu", "info", "kernels", "models")
 
 if TYPE_CHECKING:
-    from medinfer import backends, hu, info, kernels, models
+    from medinfer import backends, hu, info, kernels, models  # noqa: F401
 
 
 def __getattr__(name: str):

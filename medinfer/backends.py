@@ -55,7 +55,7 @@ class Backend:
         return self.probe(device) is None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _import(name: str) -> ModuleType | str:
     """The module, or the import error as text (cached: optional imports are slow and do not change)."""
     try:

@@ -11,7 +11,6 @@ import pytest
 
 from medinfer import _ext, backends
 
-
 # Random inputs are fresh on every run; the seed is printed in the header so a failure can be replayed
 # with MEDINFER_TEST_SEED=<seed>.
 SESSION_SEED = int(os.environ.get("MEDINFER_TEST_SEED", random.SystemRandom().randrange(2**31)))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medinfer.models.layers import ClassifierHead, init_weights
+from medinfer.models.layers import Classifier, ClassifierHead, init_weights
 from medinfer.models.registry import LIVER_CLASSES, variant
 
 
@@ -54,7 +54,7 @@ class Transition(nn.Sequential):
                          nn.AvgPool2d(2, 2))
 
 
-class DenseNet(nn.Module):
+class DenseNet(Classifier):
     """Stem (7×7/2 conv, 3×3/2 max-pool) → dense blocks with transitions → BN → ReLU → head.
     ``forward_features`` returns the post-ReLU map (``num_features`` channels at 1/32 of the input)."""
 
@@ -82,12 +82,6 @@ class DenseNet(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        return self.head(x, pre_logits)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _build(cfg: DenseNetCfg, num_classes: int, in_chans: int) -> DenseNet:

@@ -10,6 +10,7 @@ channels (``alpha = 0``), which makes every octave layer an ordinary one.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 
 import torch
@@ -49,6 +50,23 @@ class ClassifierHead(nn.Module):
     def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = x.mean((2, 3))
         return x if pre_logits else self.fc(self.drop(x))
+
+
+class Classifier(nn.Module, abc.ABC):
+    """timm's model interface. Subclasses define ``forward_features`` (a feature map with
+    ``num_features`` channels) and ``self.head`` (a :class:`ClassifierHead`-like module)."""
+
+    num_features: int
+    head: nn.Module
+
+    @abc.abstractmethod
+    def forward_features(self, x: Tensor) -> Tensor: ...
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        return self.head(x, pre_logits)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 def init_weights(model: nn.Module, zero_init_last: bool = True) -> None:

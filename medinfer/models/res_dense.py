@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medinfer.models.densenet import DenseNet, DenseNetCfg
-from medinfer.models.layers import ClassifierHead, init_weights
+from medinfer.models.layers import Classifier, ClassifierHead, init_weights
 from medinfer.models.registry import COVID_CLASSES, variant
 from medinfer.models.resnet import ResNet, ResNetCfg
 
@@ -42,7 +42,7 @@ def _pipe(kind: str, cfg: DualPipeCfg, in_chans: int) -> nn.Module:
     raise ValueError(f"unknown pipe {kind!r}; expected 'resnet' or 'densenet'")
 
 
-class DualPipeNet(nn.Module):
+class DualPipeNet(Classifier):
     def __init__(self, cfg: DualPipeCfg, num_classes: int, in_chans: int):
         super().__init__()
         self.cfg = cfg
@@ -67,12 +67,6 @@ class DualPipeNet(nn.Module):
             # pooling); at the 256×256 of the paper the maps agree and this never runs.
             a = F.interpolate(a, size=b.shape[-2:], mode="bilinear", align_corners=False)
         return a + b
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        return self.head(x, pre_logits)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _build(cfg: DualPipeCfg, num_classes: int, in_chans: int) -> DualPipeNet:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from medinfer.models.layers import ClassifierHead, ConvBnAct, SqueezeExcite, init_weights
+from medinfer.models.layers import Classifier, ClassifierHead, ConvBnAct, SqueezeExcite, init_weights
 from medinfer.models.registry import LIVER_CLASSES, variant
 
 EXPANSION = 4  # bottleneck output channels per plane
@@ -73,7 +73,7 @@ class Bottleneck(nn.Module):
         return F.relu(y + self.shortcut(x))
 
 
-class ResNet(nn.Module):
+class ResNet(Classifier):
     """Stem → four stages of bottlenecks (stride 1, 2, 2, 2) → head. ``forward_features`` returns the
     last stage's map (``num_features`` channels at 1/32 of the input), ``forward_head`` the logits."""
 
@@ -116,12 +116,6 @@ class ResNet(nn.Module):
     # Forward ---------------------------------------------------------------------------------------------
     def forward_features(self, x: Tensor) -> Tensor:
         return self.stages(self.stem(x))
-
-    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        return self.head(x, pre_logits)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _build(cfg: ResNetCfg, num_classes: int, in_chans: int) -> ResNet:
