@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from medinfer import _ext
+from medinfer.errors import MedinferError
 
 ROLES = ("ops", "engine")
 DEVICES = ("cpu", "cuda")
@@ -36,7 +37,7 @@ AUTO_ORDER: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(MedinferError, RuntimeError):
     """An explicitly requested backend cannot run here; the message says why."""
 
 

@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from medinfer import __version__
+from medinfer.errors import MedinferError
 
 # Subcommand modules, in the order `medinfer --help` lists them.
 COMMANDS = ("info", "models")
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        # Expected failures (bad input, missing files, unavailable backends) end with one clear line.
+    except (MedinferError, ValueError, FileNotFoundError) as exc:
+        # Expected failures (bad input, missing files, unusable engines or backends) end with one clear line.
         print(f"medinfer {args.command}: error: {exc}", file=sys.stderr)
         return 1
