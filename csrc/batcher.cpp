@@ -54,8 +54,9 @@ std::size_t Batcher::prepare(std::size_t index, void* dst, ThreadPool& pool, std
   const std::size_t elem_size = out_ == OutputType::kFloat32 ? 4 : 2;
   auto* bytes = static_cast<unsigned char*>(dst);
   pool.parallel_for(count, 1, threads, [&](std::size_t b, std::size_t e) {
-    SliceScratch scratch;
-    std::vector<float> converted;
+    // Per thread and kept: a 512² slice needs ~0.5 MB, which malloc would otherwise map and unmap per slice.
+    thread_local SliceScratch scratch;
+    thread_local std::vector<float> converted;
     for (std::size_t r = b; r < e; ++r) {
       const auto [s, k] = locate(first + r);
       const SeriesInput& in = series_[s];
@@ -75,8 +76,7 @@ std::size_t Batcher::prepare(std::size_t index, void* dst, ThreadPool& pool, std
         converted.resize(plane);
         preprocess_slice(src, params_, axis(in.h, params_.out_h), axis(in.w, params_.out_w), scratch,
                          converted.data());
-        auto* half = reinterpret_cast<std::uint16_t*>(row);
-        for (std::size_t i = 0; i < plane; ++i) half[i] = float_to_half(converted[i]);
+        floats_to_halves(converted.data(), reinterpret_cast<std::uint16_t*>(row), plane);
       }
       for (std::size_t c = 1; c < params_.channels; ++c)
         std::memcpy(row + c * plane * elem_size, row, plane * elem_size);

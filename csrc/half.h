@@ -1,12 +1,13 @@
-// float32 -> IEEE 754 binary16 with round-to-nearest-even, as numpy's astype(np.float16) does. Software
-// conversion: the build targets baseline x86-64/aarch64, where F16C is not guaranteed.
+// float32 -> IEEE 754 binary16 with round-to-nearest-even, as numpy's astype(np.float16) does.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 namespace medinfer {
 
+// Portable conversion of one value (the build targets baseline x86-64/aarch64, where F16C is not guaranteed).
 inline std::uint16_t float_to_half(float value) {
   std::uint32_t f;
   std::memcpy(&f, &value, sizeof f);
@@ -36,5 +37,15 @@ inline std::uint16_t float_to_half(float value) {
   if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
   return static_cast<std::uint16_t>(sign | h);
 }
+
+}  // namespace medinfer
+
+namespace medinfer {
+
+// n values; uses the CPU's F16C instructions (the same rounding, 8 values at a time) where present.
+void floats_to_halves(const float* src, std::uint16_t* dst, std::size_t n);
+
+// Whether floats_to_halves takes the F16C path on this CPU.
+bool has_f16c();
 
 }  // namespace medinfer

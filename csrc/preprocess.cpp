@@ -7,16 +7,25 @@ namespace medinfer {
 
 namespace {
 
+// x86-64 builds carry an AVX2 clone of the hot loops, picked at load time; results are identical, since
+// FMA contraction is off and each output is summed in the same order.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define MEDINFER_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MEDINFER_CLONES
+#endif
+
 // HU as the reference computes it (double product, one rounding to float), then the window.
 template <typename T>
-void hu_row(const T* src, std::size_t n, double slope, double intercept, float lo, float hi, float* dst) {
+MEDINFER_CLONES void hu_row(const T* src, std::size_t n, double slope, double intercept, float lo, float hi, float* dst) {
   for (std::size_t i = 0; i < n; ++i) {
     const float v = static_cast<float>(static_cast<double>(src[i]) * slope + intercept);
     dst[i] = std::min(std::max(v, lo), hi);
   }
 }
 
-void resample_row(const float* src, const ResizeAxis& ax, float* dst) {
+MEDINFER_CLONES void resample_row(const float* src, const ResizeAxis& ax, float* dst) {
   const float* w = ax.weights.data();
   for (std::size_t i = 0; i < ax.out; ++i, w += ax.max_taps) {
     const float* s = src + ax.start[i];
@@ -24,6 +33,22 @@ void resample_row(const float* src, const ResizeAxis& ax, float* dst) {
     float acc = w[0] * s[0];
     for (std::int32_t k = 1; k < ax.count[i]; ++k) acc += w[k] * s[k];
     dst[i] = acc;
+  }
+}
+
+MEDINFER_CLONES void combine_rows(const float* cols, const ResizeAxis& rows, std::size_t out_w, float scale,
+                                  float offset, float* dst) {
+  const float* w = rows.weights.data();
+  for (std::size_t i = 0; i < rows.out; ++i, w += rows.max_taps) {
+    float* out = dst + i * out_w;
+    const float* s0 = cols + static_cast<std::size_t>(rows.start[i]) * out_w;
+    for (std::size_t c = 0; c < out_w; ++c) out[c] = w[0] * s0[c];
+    for (std::int32_t k = 1; k < rows.count[i]; ++k) {
+      const float wk = w[k];
+      const float* s = s0 + static_cast<std::size_t>(k) * out_w;
+      for (std::size_t c = 0; c < out_w; ++c) out[c] += wk * s[c];
+    }
+    for (std::size_t c = 0; c < out_w; ++c) out[c] = out[c] * scale + offset;
   }
 }
 
@@ -47,18 +72,7 @@ void preprocess_slice(const SliceSource& src, const PreprocessParams& p, const R
     }
   });
   // Pass 2: combine rows, vectorised along the contiguous columns, then the affine normalisation.
-  const float* w = rows.weights.data();
-  for (std::size_t i = 0; i < p.out_h; ++i, w += rows.max_taps) {
-    float* out = dst + i * out_w;
-    const float* s0 = scratch.cols.data() + static_cast<std::size_t>(rows.start[i]) * out_w;
-    for (std::size_t c = 0; c < out_w; ++c) out[c] = w[0] * s0[c];
-    for (std::int32_t k = 1; k < rows.count[i]; ++k) {
-      const float wk = w[k];
-      const float* s = s0 + static_cast<std::size_t>(k) * out_w;
-      for (std::size_t c = 0; c < out_w; ++c) out[c] += wk * s[c];
-    }
-    for (std::size_t c = 0; c < out_w; ++c) out[c] = out[c] * p.scale + p.offset;
-  }
+  combine_rows(scratch.cols.data(), rows, out_w, p.scale, p.offset, dst);
 }
 
 }  // namespace medinfer
