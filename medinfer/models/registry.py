@@ -16,8 +16,22 @@ from typing import Any
 
 from torch import nn
 
+from medinfer.preprocess import Preprocess
+
 LIVER_CLASSES = ("MET", "HEM", "HCC", "healthy")
 COVID_CLASSES = ("covid", "non-covid")
+
+# Seed 000 (liver-lesion ROIs, 64×64, one HU channel). The paper only converts to HU (eq. 11). We window
+# at the abdominal soft-tissue setting, level 40 / width 400 (−160..240 HU): it spans fat (about −100),
+# liver parenchyma (50..70 in the portal phase) and enhancing HCC / haemangioma (up to ~200), where a
+# narrower liver window (width 150) would saturate the enhancement that tells the lesions apart; air and
+# bone carry no lesion information. [-1, 1] keeps the input centred.
+LIVER_PREPROCESS = Preprocess(size=(64, 64), channels=1, window=(40.0, 400.0), normalize="range")
+# Seed 003 (whole chest slices, 256×256, scaled to [-1, 1]). MIA-COV19D's slices were exported already
+# windowed; for DICOM input we use the lung window, level −600 / width 1500 (−1350..150 HU), which holds
+# aerated lung (−900), ground-glass opacities (−700..−300) and consolidation (−100..50), the findings of
+# COVID-19 pneumonia. 8-bit JPG/PNG slices are spread over the same window, giving the paper's v/127.5 − 1.
+CHEST_PREPROCESS = Preprocess(size=(256, 256), channels=1, window=(-600.0, 1500.0), normalize="range")
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,7 @@ class ModelSpec:
     cfg: Any  # the family's config dataclass, defaults of this variant
     class_names: tuple[str, ...]
     input_size: tuple[int, int]  # (H, W) the paper uses
+    preprocess: Preprocess  # how HU slices become this model's input; stored with every engine
     in_chans: int = 1
     paper: str = ""  # where it comes from, e.g. "seed 000 Table 3"
     paper_params_m: float | None = None  # the paper's parameter count, when it reports one
@@ -46,6 +61,9 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register(spec: ModelSpec) -> ModelSpec:
     if spec.name in _REGISTRY:
         raise ValueError(f"model {spec.name!r} is registered twice")
+    if spec.preprocess.size != tuple(spec.input_size) or spec.preprocess.channels != spec.in_chans:
+        raise ValueError(f"model {spec.name!r}: preprocess gives {spec.preprocess.channels}×{spec.preprocess.size}, "
+                         f"the model takes {spec.in_chans}×{tuple(spec.input_size)}")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -122,7 +140,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def variant(family: str, builder: Callable[..., nn.Module], cfg: Any, *, class_names: tuple[str, ...],
-            input_size: tuple[int, int], paper: str = "", paper_params_m: float | None = None,
+            input_size: tuple[int, int], preprocess: Preprocess, paper: str = "",
+            paper_params_m: float | None = None,
             description: str = "") -> Callable[[Callable[[], Any]], Callable[..., nn.Module]]:
     """Decorator for a variant function ``def name(): return cfg_changes`` — the function name is the
     registered name and its return value the fields that differ from ``cfg``."""
@@ -130,7 +149,8 @@ def variant(family: str, builder: Callable[..., nn.Module], cfg: Any, *, class_n
     def wrap(fn: Callable[[], dict[str, Any]]) -> Callable[..., nn.Module]:
         spec = register(ModelSpec(
             name=fn.__name__, family=family, builder=builder, cfg=apply_overrides(cfg, fn()),
-            class_names=class_names, input_size=input_size, paper=paper, paper_params_m=paper_params_m,
+            class_names=class_names, input_size=input_size, preprocess=preprocess, paper=paper,
+            paper_params_m=paper_params_m,
             description=description or (fn.__doc__ or "").strip().splitlines()[0],
         ))
 
