@@ -61,8 +61,16 @@ class Series:
             raise SeriesError(f"series {self.uid!r}: {len(self.files)} file names for {n} slices")
         if self.units not in UNITS:
             raise InputError(f"series {self.uid!r}: units must be one of {UNITS}, got {self.units!r}")
-        px = np.ascontiguousarray(px)
-        px.flags.writeable = False  # `hu` is cached from it; the batcher reads it from other threads
+        if px.dtype.kind not in "biuf":
+            raise InputError(f"series {self.uid!r}: pixels must be real numbers, got dtype {px.dtype}")
+        if not px.dtype.isnative:  # the native batcher reads host byte order only
+            px = px.astype(px.dtype.newbyteorder("="))
+        if len(self.spacing) != 3:
+            raise InputError(f"series {self.uid!r}: spacing must be (slice, row, col), got {self.spacing!r}")
+        # A read-only view: `hu` is cached from it and the batcher reads it from other threads. (The
+        # constructor does not copy; loaders and from_array hand over arrays nobody else holds.)
+        px = np.ascontiguousarray(px).view()
+        px.flags.writeable = False
         self.pixels = px
         self.spacing = tuple(float(s) for s in self.spacing)
 
