@@ -53,7 +53,8 @@ def test_apply_is_window_resize_affine(rng, channels, normalize):
     out = pp.apply(hu)
     assert out.dtype == np.float32 and out.shape == (3, channels, 9, 14)
     expected = resize(np.clip(hu.astype(np.float64), -160, 240), (9, 14))
-    expected = {"range": (expected + 160) / 400 * 2 - 1, "mean_std": (expected + 3.5) / 57.0, "none": expected}[normalize]
+    normalized = {"range": (expected + 160) / 400 * 2 - 1, "mean_std": (expected + 3.5) / 57.0, "none": expected}
+    expected = normalized[normalize]
     for c in range(channels):
         np.testing.assert_allclose(out[:, c], expected, rtol=1e-6, atol=1e-6)
 

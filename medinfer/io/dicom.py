@@ -160,8 +160,8 @@ def _float(value, name: str) -> float:
     return number
 
 
-def _optional_int(ds: Dataset, keyword: str) -> int | None:
-    value = _get(ds, keyword)
+def _optional_int(ds: Dataset | None, keyword: str) -> int | None:
+    value = None if ds is None else _get(ds, keyword)
     try:
         return None if value is None else _int(value, keyword)
     except Unusable:
@@ -192,8 +192,10 @@ def _classify(ds: Dataset) -> None:
     """Raises Unusable unless the dataset is a CT image."""
     sop = _text(ds, "SOPClassUID")
     modality = _text(ds, "Modality").upper()
-    if sop == DICOMDIR_SOP_CLASS:
+    if DICOMDIR_SOP_CLASS in (sop, _text(ds.file_meta, "MediaStorageSOPClassUID")):
         raise Unusable("DICOMDIR (an index of files, not an image)")
+    if not sop and not modality:
+        raise Unusable("DICOM file with no SOPClassUID and no Modality: damaged, or not an image")
     if sop not in CT_SOP_CLASSES and not (not sop and modality == "CT"):
         kind = f"{modality} object" if modality else "object"
         raise Unusable(f"{kind} ({_sop_name(sop)}), not a CT image")
@@ -407,10 +409,11 @@ def _frame(ds: Dataset, own: Dataset | None, shared: Dataset | None, pixels: np.
     thickness = next((v[0] for g in measures if (v := _vector(g, "SliceThickness", 1)) is not None and v[0] > 0), None)
     between = next((v[0] for g in measures if (v := _vector(g, "SpacingBetweenSlices", 1)) is not None and v[0] > 0),
                    None)
-    content = _item(own, "FrameContentSequence")
-    instance = _optional_int(content, "InStackPositionNumber") if content is not None else None
-    if instance is None:
+    # A multi-frame file's InstanceNumber is the file's, not its frames' order: frames use InStackPositionNumber.
+    if own is None and name == file:
         instance = _optional_int(ds, "InstanceNumber")
+    else:
+        instance = _optional_int(_item(own, "FrameContentSequence"), "InStackPositionNumber")
     return Frame(path=name, file=file, frame_index=k, pixels=pixels, slope=slope, intercept=intercept,
                  rescale_type=kind, rescale_assumed=assumed, padded=padded, position=position,
                  orientation=orientation, pixel_spacing=None if spacing is None else (float(spacing[0]),
