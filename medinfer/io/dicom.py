@@ -272,6 +272,8 @@ def _check_pixel_module(ds: Dataset, ts: UID) -> tuple[int, int, int]:
                            f"would decode it: {options}")
         if expected > MAX_PLAIN_DECODE and expected > MAX_COMPRESSION_RATIO * encoded:
             raise Unusable(f"{encoded} bytes of {ts.name} data claim to decode to {expected} bytes")
+    elif ds["PixelData"].is_undefined_length:
+        raise Unusable(f"encapsulated (compressed) pixel data, but the transfer syntax is {ts.name}")
     elif encoded < expected:
         raise Unusable(f"truncated pixel data: {encoded} of {expected} bytes")
     return rows, cols, frames
@@ -388,7 +390,8 @@ def _frame(ds: Dataset, own: Dataset | None, shared: Dataset | None, pixels: np.
         return [_item(own, sequence), _item(shared, sequence)]
 
     slope, intercept, kind, assumed = _rescale([*group("PixelValueTransformationSequence"), ds])
-    extremes = np.array([pixels.min(), pixels.max()], np.float64) * slope + intercept
+    with np.errstate(over="ignore", invalid="ignore"):
+        extremes = np.array([pixels.min(), pixels.max()], np.float64) * slope + intercept
     if not np.all(np.abs(extremes) <= 1e6):
         raise Unusable(f"RescaleSlope {slope:g} and RescaleIntercept {intercept:g} give implausible HU "
                        f"({extremes[0]:.4g} to {extremes[1]:.4g})")
