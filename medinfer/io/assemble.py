@@ -38,6 +38,18 @@ def keep_majority(frames: list, key, describe, what: str, skipped: list[tuple[st
     return [f for f in frames if key(f) == best]
 
 
+def keep_first(items: list, key, reason, skipped: list[tuple[str, str]]) -> list:
+    """Of items sorted by ``key``, keeps the first of each key; the others are skipped with
+    ``reason(item, first)``."""
+    kept: list = []
+    for item in items:
+        if kept and key(item) == key(kept[-1]):
+            skipped.append((item.path, reason(item, kept[-1])))
+        else:
+            kept.append(item)
+    return kept
+
+
 def _rounded(values, digits: int = 4):
     return None if values is None else tuple(round(float(v), digits) + 0.0 for v in values)
 
@@ -96,12 +108,8 @@ def _order_without_positions(frames: list[Frame], skipped: list[tuple[str, str]]
             skipped.append((f.path, "no InstanceNumber, while the series is ordered by it (no slice has a "
                                     "position): it cannot be placed"))
     numbered.sort(key=lambda f: (f.instance, f.frame_index, f.path))
-    kept: list[Frame] = []
-    for f in numbered:
-        if kept and f.instance == kept[-1].instance:
-            skipped.append((f.path, f"duplicate InstanceNumber {f.instance}, same as {kept[-1].path}"))
-        else:
-            kept.append(f)
+    kept = keep_first(numbered, lambda f: f.instance,
+                      lambda f, first: f"duplicate InstanceNumber {f.instance}, same as {first.path}", skipped)
     return kept, {"ordering": "InstanceNumber (no slice has ImagePositionPatient and ImageOrientationPatient)"}
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from medinfer.errors import SeriesError
-from medinfer.io.assemble import keep_majority
+from medinfer.io.assemble import keep_first, keep_majority
 from medinfer.io.series import Series
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
@@ -109,12 +109,8 @@ def load_image_series(files: list[Path], folder: Path) -> Series:
     images = keep_majority(images, lambda im: im.pixels.shape, lambda im: "×".join(map(str, im.pixels.shape)),
                            "image size", skipped)
     images.sort(key=lambda im: (im.number, im.path))
-    kept: list[_Image] = []
-    for im in images:
-        if kept and im.number == kept[-1].number:
-            skipped.append((im.path, f"slice number {im.number} already taken by {kept[-1].path}"))
-        else:
-            kept.append(im)
+    kept = keep_first(images, lambda im: im.number,
+                      lambda im, first: f"slice number {im.number} already taken by {first.path}", skipped)
     kind = kept[0].kind
     n = len(kept)
     return Series(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medinfer.errors import InputError, SeriesError
-from medinfer.hu import to_hu
+from medinfer.hu import SUPPORTED_DTYPES, to_hu
 
 UNITS = ("HU", "display")
 
@@ -61,10 +61,13 @@ class Series:
             raise SeriesError(f"series {self.uid!r}: {len(self.files)} file names for {n} slices")
         if self.units not in UNITS:
             raise InputError(f"series {self.uid!r}: units must be one of {UNITS}, got {self.units!r}")
-        if px.dtype.kind not in "biuf":
-            raise InputError(f"series {self.uid!r}: pixels must be real numbers, got dtype {px.dtype}")
         if not px.dtype.isnative:  # the native batcher reads host byte order only
             px = px.astype(px.dtype.newbyteorder("="))
+        if px.dtype not in SUPPORTED_DTYPES:
+            if px.dtype.kind != "f":
+                raise InputError(f"series {self.uid!r}: pixel dtype {px.dtype} is not one of "
+                                 f"{', '.join(map(str, SUPPORTED_DTYPES))}")
+            px = px.astype(np.float32)  # float16 / longdouble: float32 holds CT values
         if len(self.spacing) != 3:
             raise InputError(f"series {self.uid!r}: spacing must be (slice, row, col), got {self.spacing!r}")
         # A read-only view: `hu` is cached from it and the batcher reads it from other threads. (The
@@ -104,7 +107,7 @@ class Series:
         probability into NaN.
         """
         arr = np.asarray(hu)
-        if arr.dtype.kind not in "biuf":
+        if arr.dtype.kind not in "iuf":
             raise InputError(f"HU array: expected real numbers, got dtype {arr.dtype}")
         if arr.ndim == 2:
             arr = arr[None]
