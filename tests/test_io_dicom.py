@@ -132,6 +132,8 @@ def _broken_study(ct5n: Path, root: Path) -> dict[str, str]:
     expected["optical.dcm"] = "RescaleType 'OD'"
     _edit(first, root / "flat.dcm", RescaleSlope=0, ImagePositionPatient=[-72.2, -143.0, 41.0])
     expected["flat.dcm"] = "RescaleSlope is 0"
+    _edit(first, root / "tiny.dcm", RescaleSlope="1e-9", ImagePositionPatient=[-72.2, -143.0, 42.0])
+    expected["tiny.dcm"] = "RescaleSlope 1e-09 is outside"
     _edit(first, root / "nopos.dcm", ImagePositionPatient=None)
     expected["nopos.dcm"] = "no valid ImagePositionPatient"
     # A CT slice compressed as JPEG-LS: no decoder for it is installed here.

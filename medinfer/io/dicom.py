@@ -44,6 +44,8 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 # Padding pixels (outside the reconstructed field of view) become air: their stored value is often
 # -2000 or -3024 HU after rescale, which would bleed into neighbouring pixels when resizing.
 PADDING_HU = -1024.0
+# Beyond these magnitudes a slope is a corrupt header, not a CT calibration (scanners write 1, sometimes 0.5..2).
+MIN_SLOPE, MAX_SLOPE = 1e-4, 1e4
 # RescaleType values that mean Hounsfield units for a CT image ("US": unspecified, the CT IOD's default).
 HU_RESCALE_TYPES = ("HU", "US", "")
 
@@ -130,9 +132,6 @@ def _short(exc: BaseException, limit: int = 160) -> str:
 def _get(ds: Dataset, keyword: str, default=None):
     """An attribute's value, or ``default`` when absent or empty."""
     value = ds.get(keyword)
-    if value is None:
-        return default
-    value = value.value if hasattr(value, "value") else value
     return default if value is None or value == "" else value
 
 
@@ -288,6 +287,8 @@ def _rescale(groups: list[Dataset | None]) -> tuple[float, float, str, bool]:
             kind = _text(g, "RescaleType").upper()
             if slope == 0:
                 raise Unusable("RescaleSlope is 0: every pixel would have the same HU")
+            if not MIN_SLOPE <= abs(slope) <= MAX_SLOPE:
+                raise Unusable(f"RescaleSlope {slope:g} is outside ±{MIN_SLOPE:g}..{MAX_SLOPE:g}: a corrupt header")
             if kind not in HU_RESCALE_TYPES:
                 raise Unusable(f"RescaleType {kind!r}: the rescaled values are not Hounsfield units")
             return slope, intercept, kind or "HU", False
@@ -303,13 +304,11 @@ def _item(groups: Dataset | None, sequence: str) -> Dataset | None:
 
 def _pad_mask(ds: Dataset, pixels: np.ndarray) -> np.ndarray | None:
     pad = _get(ds, "PixelPaddingValue")
-    if pad is None or isinstance(pad, (bytes, list)):
+    if not isinstance(pad, int):  # absent, or a malformed (multi-valued, undecoded) value
         return None
     limit = _get(ds, "PixelPaddingRangeLimit")
-    if limit is None or isinstance(limit, (bytes, list)):
-        mask = pixels == pad
-    else:
-        mask = (pixels >= min(pad, limit)) & (pixels <= max(pad, limit))
+    low, high = (pad, pad) if not isinstance(limit, int) else (min(pad, limit), max(pad, limit))
+    mask = (pixels >= low) & (pixels <= high)
     return mask if mask.any() else None
 
 
