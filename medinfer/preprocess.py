@@ -11,7 +11,8 @@ The steps, in this order, for each ``(H, W)`` slice in HU:
 
 :meth:`Preprocess.apply` is the numpy reference that defines the exact numbers: float64 arithmetic on the
 float32 HU, one rounding to float32 at the end. The native batcher computes in float32 and stays within
-1e-5 of it (relative to ``max(1, |x|)``).
+1e-5 of it: absolutely for window-normalised output (magnitudes up to 1), relative to the slice's largest
+magnitude for unwindowed HU output.
 """
 
 from __future__ import annotations
