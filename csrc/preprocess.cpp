@@ -1,16 +1,18 @@
 #include "preprocess.h"
 
 #include <algorithm>
+#include <cstdlib>  // defines __GLIBC__ where it applies
 #include <stdexcept>
 
 namespace medinfer {
 
 namespace {
 
-// x86-64 builds carry an AVX2 clone of the hot loops, picked at load time; results are identical, since
-// FMA contraction is off and each output is summed in the same order.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__) && \
-    !defined(__SANITIZE_ADDRESS__)
+// x86-64 glibc builds carry an AVX2 clone of the hot loops, picked at load time (an ifunc); results are
+// identical, since FMA contraction is off and each output is summed in the same order. Sanitizer builds keep
+// one version so their reports point at plain code.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__) && \
+    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
 #define MEDINFER_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define MEDINFER_CLONES
