@@ -11,20 +11,34 @@ from typing import TYPE_CHECKING
 
 from medinfer._version import __version__
 
-_SUBMODULES = ("backends", "errors", "hu", "info", "kernels", "models")
+_SUBMODULES = ("backends", "checkpoint", "engine", "errors", "export", "hu", "info", "kernels", "models")
+# Public names and the module that defines each.
+_ATTRIBUTES = {
+    "Engine": "medinfer.engine",
+    "SeriesPrediction": "medinfer.engine",
+    "build_engine": "medinfer.engine",
+    "export_onnx": "medinfer.export",
+    "load_checkpoint": "medinfer.checkpoint",
+    "save_checkpoint": "medinfer.checkpoint",
+}
 
 if TYPE_CHECKING:
-    from medinfer import backends, errors, hu, info, kernels, models  # noqa: F401
+    from medinfer import backends, checkpoint, engine, errors, export, hu, info, kernels, models  # noqa: F401
+    from medinfer.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
+    from medinfer.engine import Engine, SeriesPrediction, build_engine  # noqa: F401
+    from medinfer.export import export_onnx  # noqa: F401
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"medinfer.{name}")
+    if name in _ATTRIBUTES:
+        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
     raise AttributeError(f"module 'medinfer' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_SUBMODULES])
+    return sorted([*globals(), *_SUBMODULES, *_ATTRIBUTES])
 
 
-__all__ = ["__version__", *_SUBMODULES]
+__all__ = ["__version__", *_SUBMODULES, *_ATTRIBUTES]
