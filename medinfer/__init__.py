@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from medinfer._version import __version__
 
-_SUBMODULES = ("backends", "errors", "hu", "info", "io", "kernels", "models", "preprocess", "resize", "runtime",
-               "samples")
+_SUBMODULES = ("backends", "checkpoint", "engine", "errors", "export", "hu", "info", "io", "kernels", "models",
+               "preprocess", "resize", "runtime", "samples")
 # Names re-exported at the top level, loaded with their module on first access.
 _ATTRIBUTES = {
     "load_series": "medinfer.io",
@@ -20,10 +20,34 @@ _ATTRIBUTES = {
     "Series": "medinfer.io",
     "Preprocess": "medinfer.preprocess",
     "SeriesBatcher": "medinfer.runtime",
+    "Engine": "medinfer.engine",
+    "SeriesPrediction": "medinfer.engine",
+    "build_engine": "medinfer.engine",
+    "export_onnx": "medinfer.export",
+    "load_checkpoint": "medinfer.checkpoint",
+    "save_checkpoint": "medinfer.checkpoint",
 }
 
 if TYPE_CHECKING:
-    from medinfer import backends, errors, hu, info, io, kernels, models, preprocess, resize, runtime, samples  # noqa: F401
+    from medinfer import (  # noqa: F401
+        backends,
+        checkpoint,
+        engine,
+        errors,
+        export,
+        hu,
+        info,
+        io,
+        kernels,
+        models,
+        preprocess,
+        resize,
+        runtime,
+        samples,
+    )
+    from medinfer.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
+    from medinfer.engine import Engine, SeriesPrediction, build_engine  # noqa: F401
+    from medinfer.export import export_onnx  # noqa: F401
     from medinfer.io import Series, load_series, load_study  # noqa: F401
     from medinfer.preprocess import Preprocess  # noqa: F401
     from medinfer.runtime import SeriesBatcher  # noqa: F401

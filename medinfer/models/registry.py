@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from medinfer.errors import InputError
 from medinfer.preprocess import Preprocess
 
 LIVER_CLASSES = ("MET", "HEM", "HCC", "healthy")
@@ -84,7 +85,7 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(_REGISTRY)}") from None
+        raise InputError(f"unknown model {name!r}; registered: {', '.join(_REGISTRY)}") from None
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any], where: str = "") -> Any:
@@ -94,7 +95,7 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any], where: str = "") -> Any
     changes = {}
     for key, value in overrides.items():
         if key not in fields:
-            raise ValueError(f"{type(cfg).__name__}{where} has no field {key!r}; fields: {', '.join(fields)}")
+            raise InputError(f"{type(cfg).__name__}{where} has no field {key!r}; fields: {', '.join(fields)}")
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
             value = apply_overrides(current, value, f"{where}.{key}")
@@ -116,7 +117,7 @@ def create(name: str, num_classes: int | None = None, in_chans: int | None = Non
     num_classes = spec.num_classes if num_classes is None else int(num_classes)
     in_chans = spec.in_chans if in_chans is None else int(in_chans)
     if num_classes < 1 or in_chans < 1:
-        raise ValueError(f"num_classes and in_chans must be positive, got {num_classes}, {in_chans}")
+        raise InputError(f"num_classes and in_chans must be positive, got {num_classes}, {in_chans}")
     model = spec.builder(cfg, num_classes, in_chans)
     model.spec = spec
     model.cfg = cfg

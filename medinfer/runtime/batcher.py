@@ -228,13 +228,7 @@ class BatchRun:
         ``"topk"`` the mean of the ``k`` largest (all slices when a series has fewer). ``max`` and ``topk``
         work per class, so their scores need not sum to one.
         """
-        if aggregate not in AGGREGATES:
-            raise InputError(f"results: aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
-        if aggregate == "topk":
-            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-                raise InputError(f"results: aggregate='topk' needs a positive integer k, got {k!r}")
-        elif k is not None:
-            raise InputError(f"results: k applies to aggregate='topk' only, not {aggregate!r}")
+        check_aggregate(aggregate, k)
         missing = np.flatnonzero(~self._recorded)
         if missing.size:
             raise InputError(f"results: batch(es) {missing[:10].tolist()} have no scores yet: record() every batch "
@@ -250,6 +244,17 @@ class BatchRun:
                 score = np.sort(scores, axis=0)[-min(int(k), len(scores)) :].mean(axis=0)
             out.append(SeriesScores(slice_scores=scores, score=score, aggregate=aggregate))
         return out
+
+
+def check_aggregate(aggregate: str, k: int | None) -> None:
+    """Refuse an aggregation :meth:`BatchRun.results` cannot do, before any work is spent on it."""
+    if aggregate not in AGGREGATES:
+        raise InputError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
+    if aggregate == "topk":
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"aggregate='topk' needs a positive integer k, got {k!r}")
+    elif k is not None:
+        raise InputError(f"k applies to aggregate='topk' only, not {aggregate!r}")
 
 
 class SeriesBatcher:
