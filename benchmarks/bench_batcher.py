@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from medinfer import _ext, load_series, samples
+from medinfer.bench.cases import drain
 from medinfer.models import CHEST_PREPROCESS
 from medinfer.runtime import SeriesBatcher
 
@@ -21,15 +22,10 @@ def chest():
         pytest.skip(f"chest CT sample unavailable: {exc}")
 
 
-def _drain(batcher: SeriesBatcher, series) -> int:
-    with batcher.run([series]) as run:
-        return sum(batch.count for batch in run)
-
-
 def test_numpy_reference(benchmark, chest):
     benchmark.group = GROUP
     benchmark.extra_info.update(role="baseline", label="numpy reference", items=len(chest))
-    assert benchmark.pedantic(_drain, (SeriesBatcher(CHEST_PREPROCESS, BATCH, backend="numpy"), chest),
+    assert benchmark.pedantic(drain, (SeriesBatcher(CHEST_PREPROCESS, BATCH, backend="numpy"), chest),
                               rounds=3, warmup_rounds=1) == len(chest)
 
 
@@ -41,4 +37,4 @@ def test_native(benchmark, chest, dtype, threads):
     benchmark.group = GROUP
     benchmark.extra_info.update(role="candidate", label=f"native {dtype}, {n} thread(s)", items=len(chest))
     batcher = SeriesBatcher(CHEST_PREPROCESS, BATCH, dtype=dtype, threads=threads, backend="native")
-    assert benchmark(_drain, batcher, chest) == len(chest)
+    assert benchmark(drain, batcher, chest) == len(chest)

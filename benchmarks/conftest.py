@@ -10,42 +10,17 @@ baseline of their group measured in the same run, with items/s, and the machine 
 
 from __future__ import annotations
 
-import datetime
-import os
-import platform
 from collections import defaultdict
 
 import pytest
 
+from medinfer.bench.machine import describe, one_line
+
 _RESULTS: list[dict] = []
 
 
-def machine_description() -> dict:
-    import torch
-
-    from medinfer import __version__, _ext
-    from medinfer.info import gpus
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "gpus": [g["name"] for g in gpus()],
-        "medinfer": __version__,
-        "extension": _ext.native() is not None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
 def pytest_benchmark_update_machine_info(config, machine_info):
-    machine_info["medinfer"] = machine_description()
+    machine_info["medinfer"] = describe()
 
 
 @pytest.fixture(autouse=True)
@@ -84,19 +59,57 @@ def speedups() -> list[dict]:
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    output_json["medinfer"] = {"machine": machine_description(), "results": speedups()}
+    output_json["medinfer"] = {"machine": describe(), "results": speedups()}
 
 
 def pytest_terminal_summary(terminalreporter):
     rows = speedups()
     if not rows:
         return
-    m = machine_description()
     tr = terminalreporter
     tr.section("medinfer: speed against the same-run baseline")
-    tr.write_line(f"machine: {m['cpu']}, {m['cores']} cores, GPUs: {', '.join(m['gpus']) or 'none'}; "
-                  f"medinfer {m['medinfer']}, torch {m['torch']}")
+    tr.write_line(f"machine: {one_line(describe())}")
     tr.write_line(f"{'group':<34} {'run':<30} {'items/s':>11} {'speedup':>8}")
     for r in rows:
         speed = "baseline" if r["role"] == "baseline" else (f"{r['speedup']:.2f}×" if r["speedup"] else "-")
         tr.write_line(f"{r['group'][:34]:<34} {r['label'][:30]:<30} {r['items_per_s']:>11.1f} {speed:>8}")
+
+
+@pytest.fixture
+def compare(benchmark):
+    """Time one side of a :class:`medinfer.bench.cases.Comparison`: ``compare(comparison, "baseline")``."""
+
+    def run(comparison, role: str, rounds: int = 5):
+        benchmark.group = comparison.key
+        label = comparison.baseline_label if role == "baseline" else comparison.candidate_label
+        benchmark.extra_info.update(role=role, label=label, items=comparison.items, model=comparison.model,
+                                    batch=comparison.batch)
+        fn = comparison.baseline if role == "baseline" else comparison.candidate
+        return benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def artefacts():
+    """Full-size models (checkpoint and ONNX), exported once per machine and cached."""
+    from medinfer.bench.artefacts import model_artefacts
+
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = model_artefacts(name)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def chest_folder():
+    from medinfer import samples
+
+    try:
+        return samples.chest_ct()
+    except samples.SampleDataError as exc:
+        pytest.skip(f"chest CT sample unavailable: {exc}")
