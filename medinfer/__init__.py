@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 from medinfer._version import __version__
 
-_SUBMODULES = ("backends", "errors", "hu", "info", "kernels", "models")
+_SUBMODULES = ("backends", "errors", "hu", "info", "kernels", "models", "ops")
 
 if TYPE_CHECKING:
-    from medinfer import backends, errors, hu, info, kernels, models  # noqa: F401
+    from medinfer import backends, errors, hu, info, kernels, models, ops  # noqa: F401
 
 
 def __getattr__(name: str):
