@@ -35,10 +35,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from medinfer.ops._dispatch import branch_buffers
 
 from .conv_common import Launch, block, conv_accumulate, dot, dot_precision
 
@@ -125,37 +126,26 @@ def plan(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor | None], 
     """The launch for validated inputs (see :func:`medinfer.ops.dilated_branches`); its outputs are the
     branch outputs, or with ``project_weight`` ``[out, *(t_k for kept k)]``."""
     n, c, h, w = x.shape
-    o = weights[0].shape[0]
-    epilogue = project_weight is not None
-    store = tuple(bool(k) for k in keep) if epilogue else (True,) * len(weights)
-    co = project_weight.shape[0] if epilogue else 0
+    buf = branch_buffers(x, weights, biases, project_weight, project_bias, keep)
+    o = buf.weights[0].shape[0]
+    epilogue = buf.out is not None
+    co = buf.out.shape[1] if epilogue else 0
     cfg = config(c, o, co if epilogue else None, x.element_size())
-    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and c > 1 else \
-        torch.contiguous_format
-    ys = [torch.empty((n, o, h, w), device=x.device, dtype=x.dtype, memory_format=fmt) if s else None for s in store]
-    weights = [wt.contiguous() for wt in weights]
-    biases = [b.contiguous() if b is not None else None for b in biases]
     # Absent tensors still need a pointer of the right dtype; the constexpr flags keep them unread.
-    y_args = tuple(y if y is not None else x for y in ys)
-    b_args = tuple(b if b is not None else wt for b, wt in zip(biases, weights, strict=True))
-    y_strides = next((y.stride() for y in ys if y is not None), x.stride())
-    if epilogue:
-        out = torch.empty((n, co, h, w), device=x.device, dtype=x.dtype, memory_format=fmt)
-        pw = project_weight.reshape(co, o).contiguous()
-        pb = project_bias.contiguous() if project_bias is not None else pw
-        r_args, r_strides, o_strides = residual, residual.stride(), out.stride()
-        grid = (triton.cdiv(n * h * w, cfg["BLOCK_P"]), 1)
-    else:
-        out = pw = pb = r_args = x
-        r_strides = o_strides = x.stride()
-        grid = (triton.cdiv(n * h * w, cfg["BLOCK_P"]), triton.cdiv(o, cfg["BLOCK_O"]))
-    outputs = [out, *(y for y in ys if y is not None)] if epilogue else ys
+    ys = tuple(y if y is not None else x for y in buf.outputs)
+    bs = tuple(b if b is not None else wt for b, wt in zip(buf.biases, buf.weights, strict=True))
+    out = buf.out if epilogue else x
+    r = residual if epilogue else x
+    pw = buf.project_weight if epilogue else x
+    pb = buf.project_bias if buf.project_bias is not None else pw
+    grid = (triton.cdiv(n * h * w, cfg["BLOCK_P"]), 1 if epilogue else triton.cdiv(o, cfg["BLOCK_O"]))
     return Launch(_dilated_branches_kernel, grid, (
-        x, tuple(weights), b_args, y_args, pw, pb, r_args, out,
-        n, c, h, w, o, co, *x.stride(), *y_strides, *r_strides, *o_strides), dict(
-        DILATIONS=tuple(int(d) for d in dilations), HAS_BIAS=tuple(b is not None for b in biases), STORE=store,
-        EPILOGUE=epilogue, HAS_PBIAS=epilogue and project_bias is not None, PRECISION=dot_precision(x.dtype),
-        enable_fp_fusion=True, **cfg), outputs)
+        x, tuple(buf.weights), bs, ys, pw, pb, r, out,
+        n, c, h, w, o, co, *x.stride(), *next(y for y in (*buf.outputs, x) if y is not None).stride(),
+        *r.stride(), *out.stride()), dict(
+        DILATIONS=tuple(int(d) for d in dilations), HAS_BIAS=tuple(b is not None for b in buf.biases),
+        STORE=tuple(y is not None for y in buf.outputs), EPILOGUE=epilogue, HAS_PBIAS=buf.project_bias is not None,
+        PRECISION=dot_precision(x.dtype), enable_fp_fusion=True, **cfg), buf.results())
 
 
 def dilated_branches(*args, **kwargs) -> list[Tensor]:

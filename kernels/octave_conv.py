@@ -29,10 +29,11 @@ smallest stages (2×2 maps) do not fill the GPU at batch 256.
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from medinfer.ops._dispatch import octave_buffers
 
 from .conv_common import Launch, block, conv_accumulate, dot_precision
 
@@ -118,32 +119,26 @@ def config(high_in: int, low_in: int, out_channels: int, stride: int) -> dict:
 def plan(x_h: Tensor, x_l: Tensor | None, w_hh: Tensor, w_hl: Tensor | None, w_lh: Tensor | None,
          w_ll: Tensor | None, stride: int) -> Launch:
     """The launch for validated inputs (see :func:`medinfer.ops.octave_conv`); its outputs are (y_h, y_l)."""
+    buf = octave_buffers(x_h, x_l, w_hh, w_hl, w_lh, w_ll, stride)
     n, ch, hi, wi = x_h.shape
-    h, w = (hi + 1) // 2 if stride == 2 else hi, (wi + 1) // 2 if stride == 2 else wi
+    oh, h, w = buf.y_h.shape[1:]
     hl, wl = (h + 1) // 2, (w + 1) // 2
-    has_lh, has_hl = x_l is not None and w_lh is not None, w_hl is not None
-    has_ll = has_hl and x_l is not None and w_ll is not None
-    oh, ol = w_hh.shape[0], w_hl.shape[0] if has_hl else 0
+    ol = buf.y_l.shape[1] if buf.y_l is not None else 0
     cl, hli, wli = x_l.shape[1:] if x_l is not None else (0, hl, wl)
     cfg = config(ch, cl, max(oh, ol), stride)
-    fmt = torch.channels_last if x_h.is_contiguous(memory_format=torch.channels_last) and ch > 1 else \
-        torch.contiguous_format
-    y_h = torch.empty((n, oh, h, w), device=x_h.device, dtype=x_h.dtype, memory_format=fmt)
-    y_l = torch.empty((n, ol, hl, wl), device=x_h.device, dtype=x_h.dtype, memory_format=fmt) if has_hl else None
-    w_hh = w_hh.contiguous()
     # Absent tensors still need a pointer of the right dtype; the constexpr flags keep them unread.
-    args = [t.contiguous() if t is not None else w_hh for t in (w_hl, w_lh, w_ll)]
-    xl, yl = (x_l if x_l is not None else x_h), (y_l if y_l is not None else y_h)
+    xl, yl = (x_l if x_l is not None else x_h), (buf.y_l if buf.y_l is not None else buf.y_h)
+    weights = [t if t is not None else buf.w_hh for t in (buf.w_hl, buf.w_lh, buf.w_ll)]
     nq = n * hl * wl
     n_oblk_h, n_oblk_l = triton.cdiv(oh, cfg["BLOCK_O"]), triton.cdiv(ol, cfg["BLOCK_O"])
     n_high = triton.cdiv(nq, cfg["BLOCK_Q"]) * n_oblk_h
     n_low = triton.cdiv(nq, 4 * cfg["BLOCK_Q"]) * n_oblk_l
     return Launch(_octave_conv_kernel, (n_high + n_low,), (
-        x_h, xl, w_hh, *args, y_h, yl,
+        x_h, xl, buf.w_hh, *weights, buf.y_h, yl,
         n, ch, cl, oh, ol, hi, wi, hli, wli, h, w, hl, wl,
-        *x_h.stride(), *xl.stride(), *y_h.stride(), *yl.stride(), n_high, n_oblk_h, n_oblk_l), dict(
-        HAS_HL=has_hl, HAS_LH=has_lh, HAS_LL=has_ll, POOL=int(stride == 2), KS=w_hh.shape[-1],
-        PRECISION=dot_precision(x_h.dtype), enable_fp_fusion=True, **cfg), (y_h, y_l))
+        *x_h.stride(), *xl.stride(), *buf.y_h.stride(), *yl.stride(), n_high, n_oblk_h, n_oblk_l), dict(
+        HAS_HL=buf.w_hl is not None, HAS_LH=buf.w_lh is not None, HAS_LL=buf.w_ll is not None, POOL=int(stride == 2),
+        KS=w_hh.shape[-1], PRECISION=dot_precision(x_h.dtype), enable_fp_fusion=True, **cfg), (buf.y_h, buf.y_l))
 
 
 def octave_conv(*args, **kwargs) -> tuple[Tensor, Tensor | None]:

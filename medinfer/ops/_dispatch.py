@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
 import torch
@@ -59,3 +60,75 @@ def launcher(name: str) -> ModuleType:
     """The module whose ``dilated_branches`` / ``octave_conv`` launch backend ``name``'s kernels
     (``medinfer.ops._triton`` or ``medinfer.ops._cuda``), imported on first use."""
     return importlib.import_module(f"medinfer.ops._{name}")
+
+
+def empty_output(x: Tensor, channels: int, h: int, w: int) -> Tensor:
+    """An uninitialised (N, channels, h, w) result in ``x``'s memory format (NCHW or channels-last), so
+    the kernels' strided stores follow the caller's layout."""
+    fmt = torch.channels_last if x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last) \
+        else torch.contiguous_format
+    return torch.empty((x.shape[0], channels, h, w), device=x.device, dtype=x.dtype, memory_format=fmt)
+
+
+@dataclass
+class BranchBuffers:
+    """What a kernel launch of ``dilated_branches`` reads and writes, allocated and laid out on the host."""
+
+    weights: list[Tensor]  # contiguous (O, C, 3, 3)
+    biases: list[Tensor | None]
+    outputs: list[Tensor | None]  # per branch; None: not written (an epilogue that does not keep it)
+    project_weight: Tensor | None  # contiguous (CO, O)
+    project_bias: Tensor | None
+    out: Tensor | None  # (N, CO, H, W), with the epilogue
+
+    def results(self) -> list[Tensor]:
+        """The op's return value: branch outputs, or ``[out, *kept branches]``."""
+        kept = [y for y in self.outputs if y is not None]
+        return kept if self.out is None else [self.out, *kept]
+
+
+def branch_buffers(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor | None],
+                   project_weight: Tensor | None, project_bias: Tensor | None,
+                   keep: Sequence[bool] | None) -> BranchBuffers:
+    n, _, h, w = x.shape
+    o = weights[0].shape[0]
+    store = [bool(k) for k in keep] if project_weight is not None else [True] * len(weights)
+    pw = project_weight.reshape(project_weight.shape[0], o).contiguous() if project_weight is not None else None
+    return BranchBuffers(
+        weights=[wt.contiguous() for wt in weights],
+        biases=[b.contiguous() if b is not None else None for b in biases],
+        outputs=[empty_output(x, o, h, w) if s else None for s in store],
+        project_weight=pw,
+        project_bias=project_bias.contiguous() if project_bias is not None else None,
+        out=empty_output(x, pw.shape[0], h, w) if pw is not None else None,
+    )
+
+
+@dataclass
+class OctaveBuffers:
+    """What a kernel launch of ``octave_conv`` reads and writes; absent paths are ``None``."""
+
+    w_hh: Tensor  # contiguous (O, C, k, k), like the others
+    w_hl: Tensor | None
+    w_lh: Tensor | None
+    w_ll: Tensor | None
+    y_h: Tensor
+    y_l: Tensor | None
+
+
+def octave_buffers(x_h: Tensor, x_l: Tensor | None, w_hh: Tensor, w_hl: Tensor | None, w_lh: Tensor | None,
+                   w_ll: Tensor | None, stride: int) -> OctaveBuffers:
+    """Buffers for the reference's semantics: L→H needs x_l and w_lh, H→L needs w_hl, L→L all three."""
+    h, w = x_h.shape[2:]
+    if stride == 2:
+        h, w = (h + 1) // 2, (w + 1) // 2
+    w_lh = w_lh if x_l is not None else None
+    w_ll = w_ll if x_l is not None and w_hl is not None else None
+    return OctaveBuffers(
+        w_hh=w_hh.contiguous(),
+        w_hl=w_hl.contiguous() if w_hl is not None else None,
+        w_lh=w_lh.contiguous() if w_lh is not None else None,
+        w_ll=w_ll.contiguous() if w_ll is not None else None,
+        y_h=empty_output(x_h, w_hh.shape[0], h, w),
+        y_l=empty_output(x_h, w_hl.shape[0], (h + 1) // 2, (w + 1) // 2) if w_hl is not None else None,
+    )
