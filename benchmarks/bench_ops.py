@@ -9,8 +9,9 @@ Groups, each with the reference as the same-run baseline and the Triton and CUDA
 
 GPU only (skipped with the reason elsewhere). One command runs all and keeps the JSON with the device name::
 
-    mkdir -p benchmarks/results && pytest benchmarks/bench_ops.py -m gpu --benchmark-json=benchmarks/results/ops-"$(nvidia-smi \\
-        --query-gpu=name --format=csv,noheader | head -1 | tr ' ' _)".json
+    mkdir -p benchmarks/results && pytest benchmarks/bench_ops.py -m gpu \\
+        --benchmark-json=benchmarks/results/ops-"$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 \\
+        | tr ' ' _)".json
 
 fp32 runs with PyTorch's defaults (cuDNN convolutions may use TF32; the Triton kernels follow the same switch,
 the CUDA kernels compute exact fp32 on CUDA cores). Inputs rotate over several sets so repeated calls do not

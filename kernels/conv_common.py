@@ -41,19 +41,30 @@ def dot(a, b, acc, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _pool2x2(ptrs, h, w, sh, sw, H, W, rmask, cmask):
-    """fp32 mean of the pixels of the 2×2 window at pooled position (h, w) that lie inside (H, W).
+def _window(ptrs, h, w, sh, sw, H, W, rmask, cmask, NESTED: tl.constexpr):
+    """fp32 sum and count over the 2×2 window at pooled position (h, w): of the source pixels inside (H, W),
+    or (NESTED) of the one-round means of the window's cells inside the once-pooled grid.
 
     (h, w, rmask) are (1, M) pixel rows and ``cmask`` a (C, 1) channel column: the window bookkeeping stays
     per pixel, only the loads and sums are per element."""
+    if NESTED:
+        Hc = (H + 1) // 2
+        Wc = (W + 1) // 2
+    else:
+        Hc = H
+        Wc = W
     total = tl.zeros((cmask.shape[0], h.shape[1]), dtype=tl.float32)
     count = tl.zeros(h.shape, dtype=tl.float32)
     for a in tl.static_range(2):
         for b in tl.static_range(2):
             hh = 2 * h + a
             ww = 2 * w + b
-            inside = rmask & (hh < H) & (ww < W)
-            total += tl.load(ptrs + hh * sh + ww * sw, mask=cmask & inside, other=0.0).to(tl.float32)
+            inside = rmask & (hh < Hc) & (ww < Wc)
+            if NESTED:
+                part, n = _window(ptrs, hh, ww, sh, sw, H, W, inside, cmask, False)
+                total += part / tl.maximum(n, 1.0)
+            else:
+                total += tl.load(ptrs + hh * sh + ww * sw, mask=cmask & inside, other=0.0).to(tl.float32)
             count += inside.to(tl.float32)
     return total, count
 
@@ -66,22 +77,8 @@ def pooled_load(ptrs, h, w, sh, sw, H, W, rmask, cmask, LEVEL: tl.constexpr):
     does, which differs from one 4×4 mean at odd edges."""
     if LEVEL == 0:
         value = tl.load(ptrs + h * sh + w * sw, mask=cmask & rmask, other=0.0)
-    elif LEVEL == 1:
-        total, count = _pool2x2(ptrs, h, w, sh, sw, H, W, rmask, cmask)
-        value = (total / tl.maximum(count, 1.0)).to(ptrs.dtype.element_ty)
     else:
-        H1 = (H + 1) // 2
-        W1 = (W + 1) // 2
-        total = tl.zeros((cmask.shape[0], h.shape[1]), dtype=tl.float32)
-        count = tl.zeros(h.shape, dtype=tl.float32)
-        for a in tl.static_range(2):
-            for b in tl.static_range(2):
-                hh = 2 * h + a
-                ww = 2 * w + b
-                inside = rmask & (hh < H1) & (ww < W1)
-                part, n = _pool2x2(ptrs, hh, ww, sh, sw, H, W, inside, cmask)
-                total += part / tl.maximum(n, 1.0)
-                count += inside.to(tl.float32)
+        total, count = _window(ptrs, h, w, sh, sw, H, W, rmask, cmask, LEVEL == 2)
         value = (total / tl.maximum(count, 1.0)).to(ptrs.dtype.element_ty)
     return value
 

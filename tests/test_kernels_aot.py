@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from medinfer.kernels import aot
 
 SM90_SHARED_MEMORY = 227 * 1024  # the most dynamic shared memory one block may use on an H100

@@ -76,17 +76,10 @@ void bind_cuda_device(py::module_& m) {
            std::vector<std::uintptr_t> biases, std::vector<int> dilations, const py::list& outputs,
            std::uintptr_t project_weight, std::uintptr_t project_bias, const py::handle& residual,
            const py::handle& out, std::uintptr_t stream) {
-          cuda::DilatedBranchesArgs a;
-          a.dtype = float_type(dtype);
-          a.x = tensor4(x);
-          a.weights = std::move(weights);
-          a.biases = std::move(biases);
-          a.dilations = std::move(dilations);
+          cuda::DilatedBranchesArgs a{float_type(dtype), tensor4(x), std::move(weights), std::move(biases),
+                                      std::move(dilations), {}, project_weight, project_bias, tensor4(residual),
+                                      tensor4(out)};
           for (const auto& y : outputs) a.outputs.push_back(tensor4(y));
-          a.project_weight = project_weight;
-          a.project_bias = project_bias;
-          a.residual = tensor4(residual);
-          a.out = tensor4(out);
           py::gil_scoped_release release;
           cuda::dilated_branches(a, stream);
         },
@@ -99,18 +92,8 @@ void bind_cuda_device(py::module_& m) {
         [](const std::string& dtype, const py::handle& x_h, const py::handle& x_l, std::uintptr_t w_hh,
            std::uintptr_t w_hl, std::uintptr_t w_lh, std::uintptr_t w_ll, int kernel_size, int stride,
            const py::handle& y_h, const py::handle& y_l, std::uintptr_t stream) {
-          cuda::OctaveConvArgs a;
-          a.dtype = float_type(dtype);
-          a.x_h = tensor4(x_h);
-          a.x_l = tensor4(x_l);
-          a.w_hh = w_hh;
-          a.w_hl = w_hl;
-          a.w_lh = w_lh;
-          a.w_ll = w_ll;
-          a.kernel_size = kernel_size;
-          a.stride = stride;
-          a.y_h = tensor4(y_h);
-          a.y_l = tensor4(y_l);
+          const cuda::OctaveConvArgs a{float_type(dtype), tensor4(x_h), tensor4(x_l), w_hh, w_hl, w_lh, w_ll,
+                                       kernel_size, stride, tensor4(y_h), tensor4(y_l)};
           py::gil_scoped_release release;
           cuda::octave_conv(a, stream);
         },

@@ -93,20 +93,26 @@ struct Tiles {
   T b[kBK * ldb];
 };
 
-// Mean of the pixels of the 2×2 window at pooled position (h, w) that lie inside the H×W plane.
-template <typename T>
+// Mean over the 2×2 window at pooled position (h, w) of the H×W plane p: of the pixels inside the plane, or
+// (kNested) of the one-round means of the window's cells inside the once-pooled grid. (h, w) lies on the
+// pooled grid, so the window holds at least one pixel or cell.
+template <bool kNested, typename T>
 __device__ float window_mean(const T* p, std::int64_t sh, std::int64_t sw, int H, int W, int h, int w) {
+  const int hc = kNested ? (H + 1) / 2 : H, wc = kNested ? (W + 1) / 2 : W;
   float sum = 0.f;
   int n = 0;
   for (int a = 0; a < 2; ++a)
     for (int b = 0; b < 2; ++b) {
       const int y = 2 * h + a, x = 2 * w + b;
-      if (y < H && x < W) {
-        sum += Num<T>::to_float(p[y * sh + x * sw]);
+      if (y < hc && x < wc) {
+        if constexpr (kNested)
+          sum += window_mean<false>(p, sh, sw, H, W, y, x);
+        else
+          sum += Num<T>::to_float(p[y * sh + x * sw]);
         ++n;
       }
     }
-  return sum / static_cast<float>(n);  // n >= 1: (h, w) lies on the pooled grid
+  return sum / static_cast<float>(n);
 }
 
 // The plane p (H×W) at (h, w) after `level` ∈ {0, 1, 2} rounds of 2×2 ceil-mode average pooling, 0 off the
@@ -117,23 +123,7 @@ __device__ float pooled_value(const T* p, std::int64_t sh, std::int64_t sw, int 
   const int hp = (H + (1 << level) - 1) >> level, wp = (W + (1 << level) - 1) >> level;
   if (h < 0 || h >= hp || w < 0 || w >= wp) return 0.f;
   if (level == 0) return Num<T>::to_float(p[h * sh + w * sw]);
-  float v;
-  if (level == 1) {
-    v = window_mean(p, sh, sw, H, W, h, w);
-  } else {
-    const int h1 = (H + 1) / 2, w1 = (W + 1) / 2;
-    float sum = 0.f;
-    int n = 0;
-    for (int a = 0; a < 2; ++a)
-      for (int b = 0; b < 2; ++b) {
-        const int y = 2 * h + a, x = 2 * w + b;
-        if (y < h1 && x < w1) {
-          sum += window_mean(p, sh, sw, H, W, y, x);
-          ++n;
-        }
-      }
-    v = sum / static_cast<float>(n);
-  }
+  const float v = level == 1 ? window_mean<false>(p, sh, sw, H, W, h, w) : window_mean<true>(p, sh, sw, H, W, h, w);
   return Num<T>::to_float(Num<T>::from_float(v));
 }
 
