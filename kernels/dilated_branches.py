@@ -7,11 +7,11 @@ Design
 ------
 One program owns ``BLOCK_P`` output pixels (flattened over N·H·W, any N/H/W) and computes every branch for
 them, as an implicit GEMM (:func:`conv_common.conv_accumulate`): M = pixels, N = a block of output
-channels, K = C·9 flattened so any C works, ``tl.dot`` on tensor cores with fp32 accumulation (fp32
-inputs use TF32 exactly when ``torch.backends.cudnn.allow_tf32`` lets PyTorch's own convolutions do so).
-All branches of a program gather the same input rows (with a halo of the largest dilation): the first
-branch brings them into L1/L2 and the others hit the cache, so DRAM sees the input once instead of once
-per branch.
+channels, K = (tap, channel block) so any C works, ``tl.dot`` (wgmma on sm_90) with fp32 accumulation
+(fp32 inputs use TF32 exactly when ``torch.backends.cudnn.allow_tf32`` lets PyTorch's own convolutions do
+so). All branches of a program gather the same input rows (with a halo of the largest dilation): the first
+branch brings them into L1/L2 and the others should hit the cache, so DRAM sees the input about once
+instead of once per branch.
 
 The optional epilogue is the rest of the DDC block, ``out = residual + Σ_k relu(P·t_k + p)``:
 
@@ -21,14 +21,15 @@ The optional epilogue is the rest of the DDC block, ``out = residual + Σ_k relu
   in registers, so ``t_k`` never makes a round trip through memory just to be projected;
 * after the last chunk, ``relu(z_k + p)`` is added to the fp32 running sum, seeded with the residual; one
   store at the end. The program therefore holds the full projection width (``BLOCK_CO`` ≤ 256, the
-  model's widest DDC) — wider projections are computed without the epilogue by the dispatcher.
+  model's widest DDC) — the dispatcher leaves wider projections' epilogue to the reference.
 
 Expected bottlenecks (nothing could be timed where this was written): at the model's shapes K = 9·C is
-288…2304 and the GEMMs are small, so the kernel is latency- and L2-bound rather than tensor-core-bound;
-the gathers are coalesced along pixels for NCHW inputs but each A tile is a masked gather (no TMA), and
-the deepest stage (2×2 maps, 1024 pixels at batch 256) launches too few programs to fill 132 SMs.
-Register pressure grows with ``BLOCK_P × BLOCK_CO`` (two fp32 tiles), which is why ``BLOCK_P`` shrinks
-and ``num_warps`` grows with the projection width in :func:`config`.
+288…2304 and the GEMMs are small, so the kernel should be latency- and L2-bound rather than
+tensor-core-bound; the gathers are coalesced along pixels for NCHW inputs but each A tile is a masked
+gather (no TMA), and the deepest stage (2×2 maps, 1024 pixels at batch 256) launches too few programs to
+fill 132 SMs. Two fp32 ``BLOCK_P × BLOCK_CO`` tiles live through the epilogue, which is why
+:func:`config` takes fewer pixels for wide projections; ptxas then uses up to ~255 registers per thread at
+8 warps (one program per SM), without spills (``python -m medinfer.kernels.aot``).
 """
 
 from __future__ import annotations
