@@ -24,7 +24,7 @@ def machine_description() -> dict:
     import torch
 
     from medinfer import __version__, _ext
-    from medinfer.info import _gpus
+    from medinfer.info import gpus
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -35,7 +35,7 @@ def machine_description() -> dict:
     return {
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "gpus": [g["name"] for g in _gpus()],
+        "gpus": [g["name"] for g in gpus()],
         "medinfer": __version__,
         "extension": _ext.native() is not None,
         "torch": torch.__version__,

@@ -5,7 +5,8 @@
 
 namespace medinfer {
 
-void bind_hu(pybind11::module_& m);  // hu_bindings.cpp
+void bind_hu(pybind11::module_& m);       // hu_bindings.cpp
+void bind_batcher(pybind11::module_& m);  // batcher_bindings.cpp
 #ifdef MEDINFER_WITH_CUDA
 void bind_cuda_device(pybind11::module_& m);  // cuda/bindings.cpp
 #endif

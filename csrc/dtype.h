@@ -1,6 +1,7 @@
 // Pixel element types the native routines accept, and a dispatch helper over them.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -29,6 +30,10 @@ decltype(auto) dispatch_pixel_type(PixelType t, F&& f) {
     case PixelType::kFloat64: return f(double{});
   }
   throw std::invalid_argument("unknown pixel type");
+}
+
+inline std::size_t pixel_type_size(PixelType t) {
+  return dispatch_pixel_type(t, [](auto tag) { return sizeof(tag); });
 }
 
 }  // namespace medinfer

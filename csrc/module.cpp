@@ -46,6 +46,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("default_threads", &default_num_threads,
         "Threads the native routines use: MEDINFER_NUM_THREADS, else the hardware count.");
   bind_hu(m);
+  bind_batcher(m);
 #ifdef MEDINFER_WITH_CUDA
   bind_cuda_device(m);
 #endif

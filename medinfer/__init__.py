@@ -11,20 +11,59 @@ from typing import TYPE_CHECKING
 
 from medinfer._version import __version__
 
-_SUBMODULES = ("backends", "errors", "hu", "info", "kernels", "models", "ops")
+_SUBMODULES = ("backends", "checkpoint", "engine", "errors", "export", "hu", "info", "io", "kernels", "models",
+               "ops", "preprocess", "resize", "runtime", "samples")
+# Names re-exported at the top level, loaded with their module on first access.
+_ATTRIBUTES = {
+    "load_series": "medinfer.io",
+    "load_study": "medinfer.io",
+    "Series": "medinfer.io",
+    "Preprocess": "medinfer.preprocess",
+    "SeriesBatcher": "medinfer.runtime",
+    "Engine": "medinfer.engine",
+    "SeriesPrediction": "medinfer.engine",
+    "build_engine": "medinfer.engine",
+    "export_onnx": "medinfer.export",
+    "load_checkpoint": "medinfer.checkpoint",
+    "save_checkpoint": "medinfer.checkpoint",
+}
 
 if TYPE_CHECKING:
-    from medinfer import backends, errors, hu, info, kernels, models, ops  # noqa: F401
+    from medinfer import (  # noqa: F401
+        backends,
+        checkpoint,
+        engine,
+        errors,
+        export,
+        hu,
+        info,
+        io,
+        kernels,
+        models,
+        ops,
+        preprocess,
+        resize,
+        runtime,
+        samples,
+    )
+    from medinfer.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
+    from medinfer.engine import Engine, SeriesPrediction, build_engine  # noqa: F401
+    from medinfer.export import export_onnx  # noqa: F401
+    from medinfer.io import Series, load_series, load_study  # noqa: F401
+    from medinfer.preprocess import Preprocess  # noqa: F401
+    from medinfer.runtime import SeriesBatcher  # noqa: F401
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"medinfer.{name}")
+    if name in _ATTRIBUTES:
+        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
     raise AttributeError(f"module 'medinfer' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_SUBMODULES])
+    return sorted([*globals(), *_SUBMODULES, *_ATTRIBUTES])
 
 
-__all__ = ["__version__", *_SUBMODULES]
+__all__ = ["__version__", *_SUBMODULES, *_ATTRIBUTES]

@@ -17,7 +17,26 @@ class InputError(MedinferError, ValueError):
 
 
 class SeriesError(InputError):
-    """A CT series cannot be assembled: no usable slice, several series where one was expected, ..."""
+    """A CT series cannot be assembled: no usable slice, several series where one was expected, ...
+
+    ``skipped`` lists ``(path, reason)`` for every input that was set aside on the way."""
+
+    def __init__(self, message: str, skipped: list[tuple[str, str]] | None = None):
+        super().__init__(message)
+        self.skipped = list(skipped or [])
+
+
+class MultipleSeriesError(SeriesError):
+    """A folder holds several series where one was expected; ``series`` lists each as a dict with ``uid``,
+    ``description`` and ``slices``. Pass one of the uids as ``series_uid``, or load them all with
+    ``load_study``."""
+
+    def __init__(self, where: str, series: list[dict]):
+        listing = "\n".join(f"  {s['uid']}  {s['description'] or '(no description)'!r}  {s['slices']} slice(s)"
+                            for s in series)
+        super().__init__(f"{where} holds {len(series)} series; pass series_uid= to pick one, or use "
+                         f"load_study() to load them all:\n{listing}")
+        self.series = series
 
 
 class EngineError(MedinferError, RuntimeError):

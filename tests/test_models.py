@@ -6,25 +6,12 @@ import json
 
 import pytest
 import torch
+from tiny import TINY
 
 from medinfer.models import create, get_spec, list_models
 from medinfer.models.layers import OctaveConv
 from medinfer.models.summary import count_params
 
-TINY_RESNET = {"layers": (1, 2, 1, 1), "planes": (16, 16, 32, 32), "stem_width": 16}
-TINY_DENSENET = {"block_config": (2, 1, 2, 1), "growth_rate": 8, "num_init_features": 16}
-# Tiny variants of every registered model: the same code, fewer blocks and narrower layers.
-TINY = {
-    "resnet101": TINY_RESNET,
-    "se_resnet101": TINY_RESNET,
-    "msfe": TINY_RESNET,
-    "msfe_dfe": TINY_RESNET,
-    "msfe_dfe_ddc": {**TINY_RESNET, "head_width": 16},
-    "ddc_resnet101": {**TINY_RESNET, "head_width": 16},
-    "densenet121": TINY_DENSENET,
-    "resdense_net": {"resnet": TINY_RESNET, "densenet": TINY_DENSENET},
-    "densenet_pair": {"densenet": TINY_DENSENET},
-}
 ALL = list_models()
 
 

@@ -6,8 +6,10 @@ resdense_net and densenet_pair). The plain building blocks live in ``layers``.
 """
 
 from medinfer.models.registry import (
+    CHEST_PREPROCESS,
     COVID_CLASSES,
     LIVER_CLASSES,
+    LIVER_PREPROCESS,
     ModelSpec,
     apply_overrides,
     create,
@@ -15,4 +17,5 @@ from medinfer.models.registry import (
     list_models,
 )
 
-__all__ = ["COVID_CLASSES", "LIVER_CLASSES", "ModelSpec", "apply_overrides", "create", "get_spec", "list_models"]
+__all__ = ["CHEST_PREPROCESS", "COVID_CLASSES", "LIVER_CLASSES", "LIVER_PREPROCESS", "ModelSpec", "apply_overrides",
+           "create", "get_spec", "list_models"]

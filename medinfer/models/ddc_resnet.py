@@ -71,7 +71,7 @@ from medinfer.models.layers import (
     SqueezeExcite,
     octave_split,
 )
-from medinfer.models.registry import LIVER_CLASSES, variant
+from medinfer.models.registry import LIVER_CLASSES, LIVER_PREPROCESS, variant
 from medinfer.models.resnet import EXPANSION, ResNet, ResNetCfg
 
 
@@ -155,7 +155,8 @@ def _build(cfg: DDCResNetCfg, num_classes: int, in_chans: int) -> DDCResNet:
     return DDCResNet(cfg, num_classes, in_chans)
 
 
-_TABLE3 = {"class_names": LIVER_CLASSES, "input_size": (64, 64), "paper": "seed 000 Table 3"}
+_TABLE3 = {"class_names": LIVER_CLASSES, "input_size": (64, 64), "preprocess": LIVER_PREPROCESS,
+           "paper": "seed 000 Table 3"}
 _MSFE = {"scale": 4}
 _DFE = {**_MSFE, "dfe": True}
 _DDC = {**_DFE, "ddc": True}

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medinfer.models.layers import Classifier, ClassifierHead, init_weights
-from medinfer.models.registry import LIVER_CLASSES, variant
+from medinfer.models.registry import LIVER_CLASSES, LIVER_PREPROCESS, variant
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def _build(cfg: DenseNetCfg, num_classes: int, in_chans: int) -> DenseNet:
 
 
 @variant("densenet", _build, DenseNetCfg(), class_names=LIVER_CLASSES, input_size=(64, 64),
-         paper="seed 000 Table 4 (classical network)")
+         preprocess=LIVER_PREPROCESS, paper="seed 000 Table 4 (classical network)")
 def densenet121():
     """DenseNet-121 (Huang et al., 2017)"""
     return {}

@@ -16,8 +16,23 @@ from typing import Any
 
 from torch import nn
 
+from medinfer.errors import InputError
+from medinfer.preprocess import Preprocess
+
 LIVER_CLASSES = ("MET", "HEM", "HCC", "healthy")
 COVID_CLASSES = ("covid", "non-covid")
+
+# Seed 000 (liver-lesion ROIs, 64×64, one HU channel). The paper only converts to HU (eq. 11). We window
+# at the abdominal soft-tissue setting, level 40 / width 400 (−160..240 HU): it spans fat (about −100),
+# liver parenchyma (50..70 in the portal phase) and enhancing HCC / haemangioma (up to ~200), where a
+# narrower liver window (width 150) would saturate the enhancement that tells the lesions apart; air and
+# bone carry no lesion information. [-1, 1] keeps the input centred.
+LIVER_PREPROCESS = Preprocess(size=(64, 64), channels=1, window=(40.0, 400.0), normalize="range")
+# Seed 003 (whole chest slices, 256×256, scaled to [-1, 1]). MIA-COV19D's slices were exported already
+# windowed; for DICOM input we use the lung window, level −600 / width 1500 (−1350..150 HU), which holds
+# aerated lung (−900), ground-glass opacities (−700..−300) and consolidation (−100..50), the findings of
+# COVID-19 pneumonia. 8-bit JPG/PNG slices are spread over the same window, giving the paper's v/127.5 − 1.
+CHEST_PREPROCESS = Preprocess(size=(256, 256), channels=1, window=(-600.0, 1500.0), normalize="range")
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,7 @@ class ModelSpec:
     cfg: Any  # the family's config dataclass, defaults of this variant
     class_names: tuple[str, ...]
     input_size: tuple[int, int]  # (H, W) the paper uses
+    preprocess: Preprocess  # how HU slices become this model's input; stored with every engine
     in_chans: int = 1
     paper: str = ""  # where it comes from, e.g. "seed 000 Table 3"
     paper_params_m: float | None = None  # the paper's parameter count, when it reports one
@@ -46,6 +62,9 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register(spec: ModelSpec) -> ModelSpec:
     if spec.name in _REGISTRY:
         raise ValueError(f"model {spec.name!r} is registered twice")
+    if spec.preprocess.size != tuple(spec.input_size) or spec.preprocess.channels != spec.in_chans:
+        raise ValueError(f"model {spec.name!r}: preprocess gives {spec.preprocess.channels}×{spec.preprocess.size}, "
+                         f"the model takes {spec.in_chans}×{tuple(spec.input_size)}")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -66,7 +85,7 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; registered: {', '.join(_REGISTRY)}") from None
+        raise InputError(f"unknown model {name!r}; registered: {', '.join(_REGISTRY)}") from None
 
 
 def apply_overrides(cfg: Any, overrides: dict[str, Any], where: str = "") -> Any:
@@ -76,7 +95,7 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any], where: str = "") -> Any
     changes = {}
     for key, value in overrides.items():
         if key not in fields:
-            raise ValueError(f"{type(cfg).__name__}{where} has no field {key!r}; fields: {', '.join(fields)}")
+            raise InputError(f"{type(cfg).__name__}{where} has no field {key!r}; fields: {', '.join(fields)}")
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
             value = apply_overrides(current, value, f"{where}.{key}")
@@ -98,7 +117,7 @@ def create(name: str, num_classes: int | None = None, in_chans: int | None = Non
     num_classes = spec.num_classes if num_classes is None else int(num_classes)
     in_chans = spec.in_chans if in_chans is None else int(in_chans)
     if num_classes < 1 or in_chans < 1:
-        raise ValueError(f"num_classes and in_chans must be positive, got {num_classes}, {in_chans}")
+        raise InputError(f"num_classes and in_chans must be positive, got {num_classes}, {in_chans}")
     model = spec.builder(cfg, num_classes, in_chans)
     model.spec = spec
     model.cfg = cfg
@@ -122,7 +141,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def variant(family: str, builder: Callable[..., nn.Module], cfg: Any, *, class_names: tuple[str, ...],
-            input_size: tuple[int, int], paper: str = "", paper_params_m: float | None = None,
+            input_size: tuple[int, int], preprocess: Preprocess, paper: str = "",
+            paper_params_m: float | None = None,
             description: str = "") -> Callable[[Callable[[], Any]], Callable[..., nn.Module]]:
     """Decorator for a variant function ``def name(): return cfg_changes`` — the function name is the
     registered name and its return value the fields that differ from ``cfg``."""
@@ -130,7 +150,8 @@ def variant(family: str, builder: Callable[..., nn.Module], cfg: Any, *, class_n
     def wrap(fn: Callable[[], dict[str, Any]]) -> Callable[..., nn.Module]:
         spec = register(ModelSpec(
             name=fn.__name__, family=family, builder=builder, cfg=apply_overrides(cfg, fn()),
-            class_names=class_names, input_size=input_size, paper=paper, paper_params_m=paper_params_m,
+            class_names=class_names, input_size=input_size, preprocess=preprocess, paper=paper,
+            paper_params_m=paper_params_m,
             description=description or (fn.__doc__ or "").strip().splitlines()[0],
         ))
 

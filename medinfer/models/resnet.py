@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medinfer.models.layers import Classifier, ClassifierHead, ConvBnAct, SqueezeExcite, init_weights
-from medinfer.models.registry import LIVER_CLASSES, variant
+from medinfer.models.registry import LIVER_CLASSES, LIVER_PREPROCESS, variant
 
 EXPANSION = 4  # bottleneck output channels per plane
 
@@ -122,7 +122,7 @@ def _build(cfg: ResNetCfg, num_classes: int, in_chans: int) -> ResNet:
     return ResNet(cfg, num_classes, in_chans)
 
 
-_LIVER = {"class_names": LIVER_CLASSES, "input_size": (64, 64)}
+_LIVER = {"class_names": LIVER_CLASSES, "input_size": (64, 64), "preprocess": LIVER_PREPROCESS}
 
 
 @variant("resnet", _build, ResNetCfg(), paper="seed 000 Table 4 (classical network)", **_LIVER)

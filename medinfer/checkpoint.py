@@ -1,0 +1,139 @@
+"""Checkpoints: weights in safetensors, and a JSON config beside them that can rebuild the model.
+
+``run/model.safetensors`` + ``run/model.json``. The JSON holds the :class:`~medinfer.metadata.ModelMetadata`
+(model creation record, class names, preprocessing, weights SHA-256, medinfer version) and whatever the
+writer adds under ``"training"`` (recipe, metric history). Nothing is unpickled: loading parses JSON,
+checks the weights' hash, rebuilds the model from the registry and reads the tensors with safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from medinfer.errors import EngineError, InputError
+from medinfer.metadata import ModelMetadata, serialize_weights, sha256_bytes
+from medinfer.preprocess import Preprocess
+
+CHECKPOINT_FORMAT = "medinfer-checkpoint"
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module  # in eval mode, on the CPU
+    metadata: ModelMetadata
+    config_path: Path
+    weights_path: Path
+    training: dict = field(default_factory=dict)  # what the writer stored: recipe, history, metrics, ...
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    # Write beside the target and rename, so a crash never leaves a half-written checkpoint behind.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(model: nn.Module, path: str | Path, *, class_names=None, preprocess: Preprocess | None = None,
+                    training: dict[str, Any] | None = None) -> Path:
+    """Save ``model`` (made by :func:`medinfer.models.create`) as ``<path>.safetensors`` + ``<path>.json``.
+
+    ``path`` may end in ``.safetensors`` or ``.json`` or have no suffix. Class names and preprocessing
+    default to the model's registry entry. Returns the JSON config path.
+    """
+    path = Path(path)
+    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    weights, config = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    data = serialize_weights(model.state_dict())
+    meta = ModelMetadata.for_model(model, class_names=class_names, preprocess=preprocess,
+                                   weights_sha256=sha256_bytes(data))
+    doc = {"format": CHECKPOINT_FORMAT, **meta.to_dict(), "weights": weights.name, "training": training or {}}
+    _atomic_write(weights, data)
+    _atomic_write(config, (json.dumps(doc, indent=2) + "\n").encode())
+    return config
+
+
+def find_config(path: str | Path) -> Path:
+    """The JSON config of a checkpoint given as its ``.json``, its ``.safetensors`` or its folder."""
+    path = Path(path)
+    if path.is_dir():
+        candidates = [p for p in sorted(path.glob("*.json")) if _is_checkpoint_config(p)]
+        if len(candidates) != 1:
+            found = ", ".join(p.name for p in candidates) or "none"
+            raise InputError(f"{path}: expected one medinfer checkpoint config (*.json) in the folder, found {found}")
+        return candidates[0]
+    if path.suffix == ".safetensors":
+        config = path.with_suffix(".json")
+        if not config.exists():
+            raise InputError(f"{path}: its config {config.name} is missing; a checkpoint is a .safetensors file "
+                             "plus the .json written beside it by medinfer")
+        return config
+    if path.suffix == ".json":
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such checkpoint config")
+        return path
+    raise InputError(f"{path}: not a checkpoint (expected a .json config, a .safetensors file or their folder)")
+
+
+def _is_checkpoint_config(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("format") == CHECKPOINT_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    path = Path(path)
+    return path.suffix in (".safetensors", ".json") or (path.is_dir() and any(
+        _is_checkpoint_config(p) for p in path.glob("*.json")))
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Rebuild the model of a checkpoint and load its weights, after checking format, version and hash."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from medinfer.models import create
+
+    config = find_config(path)
+    try:
+        doc = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EngineError(f"{config}: unreadable checkpoint config ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
+        raise EngineError(f"{config}: not a medinfer checkpoint config (no \"format\": \"{CHECKPOINT_FORMAT}\")")
+    meta = ModelMetadata.from_dict(doc, config)
+    weights = config.parent / str(doc.get("weights", ""))
+    if not weights.is_file():
+        raise EngineError(f"{config}: its weights file {weights.name!r} is missing")
+    data = weights.read_bytes()
+    if sha256_bytes(data) != meta.weights_sha256:
+        raise EngineError(f"{weights}: SHA-256 differs from the one recorded in {config.name}: the weights are "
+                          "damaged or were replaced; restore them or save the checkpoint again")
+    m = meta.model
+    try:
+        model = create(m["name"], m["num_classes"], m["in_chans"], **m["overrides"])
+    except (InputError, TypeError) as exc:
+        raise EngineError(f"{config}: cannot rebuild model {m['name']!r}: {exc}") from None
+    try:
+        state = load(data)
+    except SafetensorError as exc:
+        raise EngineError(f"{weights}: not a readable safetensors file ({exc})") from None
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise EngineError(f"{weights}: weights do not fit model {m['name']!r}: missing {result.missing_keys[:5]}, "
+                          f"unexpected {result.unexpected_keys[:5]}")
+    return Checkpoint(model=model.eval(), metadata=meta, config_path=config, weights_path=weights,
+                      training=doc.get("training") or {})

@@ -1,0 +1,209 @@
+"""``medinfer.Engine``: one interface over ONNX Runtime, PyTorch and TensorRT.
+
+``Engine(path)`` picks the backend from the file and the machine — ``.onnx`` → ONNX Runtime, a checkpoint
+(``.safetensors`` + ``.json``) → PyTorch, ``.plan`` → TensorRT — and returns that backend's engine. Every
+engine checks its file (format, version, checksums) before anything runs, and offers:
+
+* ``infer(batch)``: ``(B, C, H, W)`` float32 → ``(B, K)`` class probabilities;
+* ``predict(series)``: anything :func:`medinfer.load_series` accepts → :class:`SeriesPrediction`;
+* ``predict_many(series_list)``: slices of many series batched together by the C++ series batcher, the
+  next batch prepared while the current one runs.
+
+Engines are safe to call from several threads.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from medinfer import backends
+from medinfer.errors import EngineError, InputError
+from medinfer.metadata import ModelMetadata
+from medinfer.preprocess import Preprocess
+
+
+@dataclass
+class SeriesPrediction:
+    """What an engine says about one series."""
+
+    label: str  # the class with the highest aggregated probability
+    probabilities: dict[str, float]  # class -> aggregated probability
+    slice_probabilities: np.ndarray  # (N, K), slices in anatomical order
+    skipped: list[tuple[str, str]]  # (path, reason) of every input slice that was not used
+    timings: dict[str, float]  # seconds: load, preprocess, infer, total
+    uid: str = ""  # the series' UID
+    source: str = ""  # what was passed in (a path), "" for arrays
+    aggregate: str = "mean"
+    files: list[str] = field(default_factory=list)  # one per row of slice_probabilities
+
+    def to_dict(self, slices: bool = True) -> dict[str, Any]:
+        """JSON-serialisable form; ``slices=False`` leaves out the per-slice rows."""
+        d: dict[str, Any] = {
+            "uid": self.uid, "source": self.source, "label": self.label, "probabilities": self.probabilities,
+            "aggregate": self.aggregate, "slices_used": int(len(self.slice_probabilities)),
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "timings": self.timings,
+        }
+        if slices:
+            d["slice_probabilities"] = self.slice_probabilities.tolist()
+            d["files"] = self.files
+        return d
+
+
+def _backend_for_file(path: Path) -> str:
+    from medinfer.checkpoint import is_checkpoint
+
+    if path.suffix == ".onnx":
+        return "onnxruntime"
+    if path.suffix in (".plan", ".engine"):
+        return "tensorrt"
+    if is_checkpoint(path):
+        return "torch"
+    raise EngineError(f"{path}: not an engine medinfer knows (.onnx for ONNX Runtime, .plan for TensorRT, or a "
+                      "checkpoint: .safetensors + .json, for PyTorch)")
+
+
+class Engine(abc.ABC):
+    """Load an engine file; see the module docstring. ``backend`` forces one (``"onnxruntime"``,
+    ``"tensorrt"``, ``"torch"``; or ``MEDINFER_ENGINE_BACKEND``); ``device`` is ``"cpu"`` or ``"cuda"``
+    (default: a GPU when the backend can use one here)."""
+
+    backend: ClassVar[str]
+    _registry: ClassVar[dict[str, type[Engine]]] = {}
+
+    metadata: ModelMetadata
+    device: str
+    path: Path
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Engine._registry[cls.backend] = cls
+
+    def __new__(cls, path: str | Path, *, backend: str | None = None, device: str | None = None, **options):
+        if cls is not Engine:
+            return super().__new__(cls)
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such engine file")
+        kind = _backend_for_file(path)
+        requested = backend or backends.env_override("engine")
+        if requested is not None and requested != kind:
+            raise EngineError(f"{path}: the {requested} backend cannot run this file; it is for {kind} "
+                              "(build a .plan with `medinfer build` for TensorRT)")
+        _import_backends()
+        if device is None:
+            device = "cuda" if backends.BACKENDS[kind].is_available("cuda") else "cpu"
+        backends.select("engine", device, kind)  # refuses loudly, with the reason, if it cannot run here
+        return super().__new__(Engine._registry[kind])
+
+    def __init__(self, path: str | Path, *, backend: str | None = None, device: str | None = None, **options):
+        self.path = Path(path)
+        self._lock = threading.Lock()  # backends whose state is not reentrant serialise through it
+
+    # Description -----------------------------------------------------------------------------------------
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.metadata.class_names
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return self.metadata.preprocess
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.metadata.input_shape
+
+    @property
+    def preferred_batch(self) -> int:
+        """The batch size the series batcher fills for this engine."""
+        return 32
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({str(self.path)!r}, model={self.metadata.name}, device={self.device}, "
+                f"classes={list(self.class_names)})")
+
+    # Inference -------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """(B, C, H, W) float32, validated → (B, K) float32 probabilities."""
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(B, K)`` of a preprocessed float32 batch ``(B, C, H, W)``."""
+        batch = np.asarray(batch)
+        if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
+            raise InputError(f"{self.path.name}: expected a batch of shape (B, {', '.join(map(str, self.input_shape))})"
+                             f", got {batch.shape}")
+        if batch.dtype.kind != "f":
+            raise InputError(f"{self.path.name}: expected a floating-point batch, got {batch.dtype}")
+        if len(batch) == 0:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return self._infer(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def predict(self, series, *, aggregate: str = "mean", k: int | None = None) -> SeriesPrediction:
+        """Classify one series: a folder, a list of files, a multi-frame file, an ``(N, H, W)`` HU array or
+        a :class:`medinfer.Series`. Slice probabilities are folded by ``aggregate``: ``"mean"`` (seed 003),
+        ``"max"`` or ``"topk"`` (mean of the ``k`` highest per class)."""
+        return self.predict_many([series], aggregate=aggregate, k=k)[0]
+
+    def predict_many(self, series_list: Sequence, *, aggregate: str = "mean", k: int | None = None,
+                     progress: bool | None = None) -> list[SeriesPrediction]:
+        """Classify several series, their slices packed together into full batches by the series batcher,
+        which prepares the next batch while this engine runs the current one.
+
+        Progress bars (loading, then inference) show on a terminal, or as ``progress`` says. Each prediction's
+        ``load`` time is its own; ``preprocess`` and ``infer`` are shared work, apportioned to series by their
+        slice counts.
+        """
+        from tqdm import tqdm
+
+        from medinfer.io import Series, load_series
+        from medinfer.runtime import SeriesBatcher
+        from medinfer.runtime.batcher import check_aggregate
+
+        check_aggregate(aggregate, k)
+        bars = {"disable": None if progress is None else not progress, "leave": False}
+        start = time.perf_counter()
+        loaded, load_times = [], []
+        for src in tqdm(series_list, desc="loading", unit="series", **bars):
+            t = time.perf_counter()
+            loaded.append(src if isinstance(src, Series) else load_series(src))
+            load_times.append(time.perf_counter() - t)
+        total = sum(len(s) for s in loaded)
+        infer_s = 0.0
+        with SeriesBatcher(self.preprocess, self.preferred_batch).run(loaded) as run, \
+                tqdm(total=total, desc="inference", unit="slice", **bars) as bar:
+            for batch in run:
+                t = time.perf_counter()
+                scores = self.infer(batch.data[: batch.count])
+                infer_s += time.perf_counter() - t
+                run.record(batch, scores)
+                bar.update(batch.count)
+            folded = run.results(aggregate, k)
+            prepare_s = run.stats.prepare_seconds
+        shared = time.perf_counter() - start - sum(load_times)
+        out = []
+        for src, series, scores, load_s in zip(series_list, loaded, folded, load_times, strict=True):
+            share = len(series) / total if total else 0.0
+            best = int(np.argmax(scores.score))
+            out.append(SeriesPrediction(
+                label=self.class_names[best],
+                probabilities={c: float(p) for c, p in zip(self.class_names, scores.score, strict=True)},
+                slice_probabilities=scores.slice_scores, skipped=list(series.skipped),
+                timings={"load": load_s, "preprocess": prepare_s * share, "infer": infer_s * share,
+                         "total": load_s + shared * share},
+                uid=series.uid, source=str(src) if isinstance(src, (str, Path)) else "", aggregate=aggregate,
+                files=list(series.files),
+            ))
+        return out
+
+
+def _import_backends() -> None:
+    # Backend modules register themselves on import (Engine.__init_subclass__).
+    from medinfer.engine import onnxruntime_backend, tensorrt_backend, torch_backend  # noqa: F401

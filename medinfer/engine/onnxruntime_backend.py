@@ -1,0 +1,34 @@
+"""ONNX Runtime engines (``.onnx``): the default that runs on every machine, CUDA provider when present."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from medinfer.engine.base import Engine
+from medinfer.export.onnx import INPUT_NAME, OUTPUT_NAME, read_export
+
+
+class OnnxRuntimeEngine(Engine):
+    backend = "onnxruntime"
+
+    def __init__(self, path, *, backend=None, device=None, threads: int | None = None, verify: bool = True):
+        import onnxruntime as ort
+
+        super().__init__(path)
+        data, _, self.metadata = read_export(self.path, verify=verify)
+        self.device = device or "cpu"
+        opts = ort.SessionOptions()
+        if threads is None and hasattr(os, "sched_getaffinity"):
+            threads = len(os.sched_getaffinity(0))  # ORT's own default ignores the process's CPU affinity
+        opts.intra_op_num_threads = threads or 0
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device == "cuda" \
+            else ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(data, opts, providers=providers)
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        # InferenceSession.run is thread-safe.
+        (probs,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+        return probs

@@ -1,0 +1,187 @@
+"""ONNX export: ``export_onnx(model_or_checkpoint, path)`` and ``medinfer export``.
+
+The graph takes ``input`` — a float32 ``(batch, C, H, W)`` batch made by the model's
+:class:`~medinfer.preprocess.Preprocess` — and returns ``probabilities`` (softmax over the classes), so every
+engine built from it answers in probabilities. The batch dimension is dynamic unless asked otherwise.
+
+Each export is checked before it is handed back: ``onnx.checker`` full check (with shape inference), and a
+parity run of ONNX Runtime against PyTorch on a fresh random batch (fp32, max abs difference of the
+probabilities ≤ ``atol``, 1e-4 by default). The file carries :class:`~medinfer.metadata.ModelMetadata` in
+``metadata_props`` plus a SHA-256 of the graph, which :class:`medinfer.Engine` verifies before use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from medinfer.errors import EngineError, MedinferError
+from medinfer.metadata import ModelMetadata, sha256_bytes
+from medinfer.preprocess import Preprocess
+
+DEFAULT_OPSET = 20  # inside TensorRT 10's 9..24 and ONNX Runtime's supported range
+INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
+GRAPH_SHA_KEY = "medinfer.graph_sha256"
+CHECK_KEY = "medinfer.export_check"
+
+
+class ExportError(MedinferError, RuntimeError):
+    """The exported graph failed its checks; the message says which and by how much."""
+
+
+class Probabilities(nn.Module):
+    """The model followed by a softmax over classes: what an exported engine returns."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(input), dim=1)
+
+
+def graph_sha256(model: onnx.ModelProto) -> str:
+    """Hash of the graph (nodes, weights, inputs, outputs), independent of the metadata stored beside it."""
+    return sha256_bytes(model.graph.SerializeToString(deterministic=True))
+
+
+def _resolve(model_or_checkpoint, class_names, preprocess) -> tuple[nn.Module, ModelMetadata]:
+    if isinstance(model_or_checkpoint, nn.Module):
+        model = model_or_checkpoint
+        meta = ModelMetadata.for_model(model, class_names=class_names, preprocess=preprocess)
+        # A private eval-mode CPU copy: exporting must not move the caller's model or change its mode.
+        model = copy.deepcopy(model).float().cpu().eval()
+        model.creation = meta.model
+        return model, meta
+    from medinfer.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(model_or_checkpoint)
+    meta = ckpt.metadata
+    if class_names is not None or preprocess is not None:
+        meta = ModelMetadata(model=meta.model, class_names=tuple(class_names or meta.class_names),
+                             preprocess=preprocess or meta.preprocess, weights_sha256=meta.weights_sha256)
+    return ckpt.model, meta
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    # torch.onnx prints progress lines and warns about optional torchvision ops; our own progress bar
+    # says what is happening, and its errors still propagate.
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _parity(graph: bytes, model: nn.Module, input_shape: tuple[int, int, int], batch: int) -> float:
+    import onnxruntime as ort
+
+    x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(int.from_bytes(os.urandom(4))))
+    with torch.no_grad():
+        expected = Probabilities(model).eval()(x).numpy()
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {INPUT_NAME: x.numpy()})
+    return float(np.abs(got - expected).max())
+
+
+def _write_atomically(proto: onnx.ModelProto, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        onnx.save(proto, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def export_onnx(model_or_checkpoint, path: str | Path, *, opset: int | None = None, dynamic_batch: bool = True,
+                class_names=None, preprocess: Preprocess | None = None, atol: float = 1e-4,
+                progress: bool | None = None) -> Path:
+    """Export a model (made by :func:`medinfer.models.create`) or a checkpoint to ONNX at ``path``.
+
+    Class names and preprocessing come from the checkpoint, or the model's registry entry, unless given.
+    Raises :class:`ExportError` when the checker or the ONNX Runtime parity run fails; nothing is written
+    then. Returns ``path``.
+    """
+    import onnxruntime
+    from tqdm import tqdm
+
+    path = Path(path)
+    model, meta = _resolve(model_or_checkpoint, class_names, preprocess)
+    shape = meta.input_shape
+    with tqdm(total=3, desc=f"export {meta.name}", unit="step",
+              disable=None if progress is None else not progress) as steps:
+        steps.set_postfix_str("tracing")
+        # Batch 2 in the example: torch.export specialises sizes 0 and 1.
+        example = torch.randn(2, *shape)
+        dynamic = {INPUT_NAME: {0: torch.export.Dim("batch", min=1)}} if dynamic_batch else None
+        with torch.no_grad(), _quiet_exporter():
+            program = torch.onnx.export(Probabilities(model).eval(), (example,), dynamo=True, input_names=[INPUT_NAME],
+                                        output_names=[OUTPUT_NAME], dynamic_shapes=dynamic,
+                                        opset_version=opset or DEFAULT_OPSET, external_data=False, verbose=False)
+        proto = program.model_proto
+        steps.update()
+
+        steps.set_postfix_str("onnx.checker")
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+            raise ExportError(f"{path}: the exported graph fails onnx.checker: {exc}") from None
+        steps.update()
+
+        steps.set_postfix_str("ONNX Runtime parity")
+        diff = _parity(proto.SerializeToString(), model, shape, batch=3 if dynamic_batch else 2)
+        if not diff <= atol:
+            raise ExportError(f"{path}: ONNX Runtime disagrees with PyTorch by {diff:.3g} (max abs difference of "
+                              f"probabilities, tolerance {atol:g}); nothing was written")
+        check = {"max_abs_diff": diff, "atol": atol, "onnxruntime": onnxruntime.__version__, "torch": torch.__version__}
+        onnx.helper.set_model_props(proto, {**meta.to_props(), GRAPH_SHA_KEY: graph_sha256(proto),
+                                            CHECK_KEY: json.dumps(check)})
+        proto.doc_string = f"medinfer {meta.name}: {', '.join(meta.class_names)}"
+        _write_atomically(proto, path)
+        steps.update()
+    return path
+
+
+def read_export(path: str | Path, *, verify: bool = True) -> tuple[bytes, onnx.ModelProto, ModelMetadata]:
+    """Read a medinfer ONNX export: its bytes, graph and metadata, after checking that it parses, carries
+    medinfer metadata and (``verify``) that its graph still hashes to the value recorded at export."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EngineError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        proto = onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf's DecodeError and friends: truncated or foreign bytes
+        raise EngineError(f"{path}: not a valid ONNX file (truncated or damaged?): {exc}") from None
+    if not proto.graph.node:
+        raise EngineError(f"{path}: not a valid ONNX file (no graph; truncated, damaged or another format)")
+    props = {p.key: p.value for p in proto.metadata_props}
+    meta = ModelMetadata.from_props(props, path)
+    if verify:
+        recorded = props.get(GRAPH_SHA_KEY)
+        if recorded != graph_sha256(proto):
+            raise EngineError(f"{path}: the graph's SHA-256 does not match the one recorded at export: the file was "
+                              "damaged or edited after export; re-export it with `medinfer export` (or pass "
+                              "verify=False if you changed it on purpose)")
+    names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
+    if names != ([INPUT_NAME], [OUTPUT_NAME]):
+        raise EngineError(f"{path}: expected one input {INPUT_NAME!r} and one output {OUTPUT_NAME!r}, got {names}")
+    return data, proto, meta

@@ -1,0 +1,431 @@
+"""Reading DICOM files: which ones are CT image slices, and the frames (pixels + geometry) they hold.
+
+Two phases, so that a folder of many series decodes only the pixels of the series asked for:
+:func:`read_header` classifies a file from its header (no pixel data), :func:`read_frames` decodes it.
+Each returns a reason string instead of raising for a file that is not a usable CT slice; the reason
+names what is wrong and, for compressed pixel data without a decoder, the packages that would decode it.
+
+Every file is read into memory whole (bounded by :data:`MAX_FILE_BYTES`) and parsed from there, so a
+header claiming a gigantic element length cannot make the parser allocate more than the file holds.
+Rows, Columns, NumberOfFrames and the bit depth are checked against :data:`MAX_SIDE`,
+:data:`MAX_FRAMES` and :data:`MAX_PIXELS` before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+MAX_FILE_BYTES = 2 << 30
+MAX_SIDE = 16384  # Rows / Columns
+MAX_FRAMES = 65536
+MAX_PIXELS = 1 << 30  # per file, all frames
+# A compressed file may not claim to decode to more than this many times its encoded size (a bomb guard
+# that only applies above MAX_PLAIN_DECODE bytes; real CT compresses 2-10×).
+MAX_COMPRESSION_RATIO = 200
+MAX_PLAIN_DECODE = 64 << 20
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+CT_SOP_CLASSES = {
+    CT_IMAGE_STORAGE: "CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.1": "Enhanced CT Image Storage",
+    "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image Storage",
+}
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+# Padding pixels (outside the reconstructed field of view) become air: their stored value is often
+# -2000 or -3024 HU after rescale, which would bleed into neighbouring pixels when resizing.
+PADDING_HU = -1024.0
+# Beyond these magnitudes a slope is a corrupt header, not a CT calibration (scanners write 1, sometimes 0.5..2).
+MIN_SLOPE, MAX_SLOPE = 1e-4, 1e4
+# RescaleType values that mean Hounsfield units for a CT image ("US": unspecified, the CT IOD's default).
+HU_RESCALE_TYPES = ("HU", "US", "")
+
+
+class Unusable(Exception):
+    """A file or frame that is not a usable CT slice; the message is the reason given in ``skipped``."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """What :func:`read_header` learns about a CT image file."""
+
+    path: str
+    series_uid: str
+    description: str
+    series_number: int | None
+    frames: int
+
+
+@dataclass
+class Frame:
+    """One 2-D slice: stored pixels and what places it in its series."""
+
+    path: str  # the file, "file[frame k]" for frame k (1-based) of a multi-frame file
+    file: str
+    frame_index: int  # 0-based within its file
+    pixels: np.ndarray  # (rows, cols) stored values
+    slope: float
+    intercept: float
+    rescale_type: str
+    rescale_assumed: bool  # no RescaleSlope/Intercept in the file: identity used
+    padded: int  # padding pixels replaced by PADDING_HU
+    position: np.ndarray | None  # ImagePositionPatient (3,)
+    orientation: np.ndarray | None  # ImageOrientationPatient (6,)
+    pixel_spacing: tuple[float, float] | None  # (row, col) mm
+    thickness: float | None
+    spacing_between: float | None
+    instance: int | None  # InstanceNumber, or InStackPositionNumber for frames
+    series_uid: str
+    info: dict  # series-level attributes for Series.meta
+
+
+# What read_header needs; parsing only these makes the first pass over a large folder cheap.
+HEADER_TAGS = ["SOPClassUID", "Modality", "SeriesInstanceUID", "SeriesDescription", "SeriesNumber", "NumberOfFrames"]
+
+
+def _read_dataset(path: Path, stop_before_pixels: bool, tags: list[str] | None = None) -> Dataset:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise Unusable(f"cannot read the file: {exc.strerror or exc}") from None
+    if size == 0:
+        raise Unusable("empty file")
+    if size > MAX_FILE_BYTES:
+        raise Unusable(f"file of {size} bytes is larger than the {MAX_FILE_BYTES >> 30} GiB medinfer reads")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise Unusable(f"cannot read the file: {exc.strerror or exc}") from None
+    has_marker = len(data) >= 132 and data[128:132] == b"DICM"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about every odd value; we judge them ourselves
+            # Files without the 'DICM' marker may still be DICOM (no preamble, ACR-NEMA style): force,
+            # then require real DICOM attributes below.
+            ds = pydicom.dcmread(io.BytesIO(data), force=not has_marker, stop_before_pixels=stop_before_pixels,
+                                 specific_tags=tags)
+            if not has_marker and "SOPClassUID" not in ds and "Modality" not in ds:
+                raise Unusable("not a DICOM file (no 'DICM' marker and no DICOM header)")
+            ds.ensure_file_meta()
+            return ds
+    except Unusable:
+        raise
+    except Exception as exc:  # pydicom raises many types (EOFError, OSError, ValueError, ...) on bad bytes
+        what = "unreadable DICOM file" if has_marker else "not a DICOM file"
+        raise Unusable(f"{what} ({type(exc).__name__}: {_short(exc)})") from None
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _get(ds: Dataset, keyword: str, default=None):
+    """An attribute's value, or ``default`` when absent or empty."""
+    value = ds.get(keyword)
+    return default if value is None or value == "" else value
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    return str(_get(ds, keyword, "")).strip()
+
+
+def _int(value, name: str) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise Unusable(f"{name} {value!r} is not a number") from None
+    if not math.isfinite(number) or number != int(number):
+        raise Unusable(f"{name} {value!r} is not an integer")
+    return int(number)
+
+
+def _float(value, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise Unusable(f"{name} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise Unusable(f"{name} {value!r} is not finite")
+    return number
+
+
+def _optional_int(ds: Dataset | None, keyword: str) -> int | None:
+    value = None if ds is None else _get(ds, keyword)
+    try:
+        return None if value is None else _int(value, keyword)
+    except Unusable:
+        return None  # ordering hints only: a broken one is treated as missing
+
+
+def _vector(ds: Dataset | None, keyword: str, length: int) -> np.ndarray | None:
+    """A numeric multi-value attribute, or None when absent or malformed."""
+    value = None if ds is None else _get(ds, keyword)
+    if value is None:
+        return None
+    items = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+    try:
+        arr = np.array([float(v) for v in items], np.float64)
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.shape == (length,) and np.all(np.isfinite(arr)) else None
+
+
+def _sop_name(sop: str) -> str:
+    if sop in CT_SOP_CLASSES:
+        return CT_SOP_CLASSES[sop]
+    name = UID(sop).name if sop else ""
+    return name if name and name != sop else (sop or "no SOP class")
+
+
+def _classify(ds: Dataset) -> None:
+    """Raises Unusable unless the dataset is a CT image."""
+    sop = _text(ds, "SOPClassUID")
+    modality = _text(ds, "Modality").upper()
+    if DICOMDIR_SOP_CLASS in (sop, _text(ds.file_meta, "MediaStorageSOPClassUID")):
+        raise Unusable("DICOMDIR (an index of files, not an image)")
+    if not sop and not modality:
+        raise Unusable("DICOM file with no SOPClassUID and no Modality: damaged, or not an image")
+    if sop not in CT_SOP_CLASSES and not (not sop and modality == "CT"):
+        kind = f"{modality} object" if modality else "object"
+        raise Unusable(f"{kind} ({_sop_name(sop)}), not a CT image")
+
+
+def read_header(path: str | Path) -> Header | str:
+    """Classifies a file from its header. Returns a Header for a CT image, else the reason it is unusable."""
+    path = Path(path)
+    try:
+        ds = _read_dataset(path, stop_before_pixels=True, tags=HEADER_TAGS)
+        _classify(ds)
+        return Header(path=str(path), series_uid=_text(ds, "SeriesInstanceUID"),
+                      description=_text(ds, "SeriesDescription"),
+                      series_number=_optional_int(ds, "SeriesNumber"),
+                      frames=_optional_int(ds, "NumberOfFrames") or 1)
+    except Unusable as exc:
+        return str(exc)
+    except Exception as exc:  # deferred value conversion can fail on any malformed element
+        return f"unreadable DICOM header ({type(exc).__name__}: {_short(exc)})"
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    ts = _get(ds.file_meta, "TransferSyntaxUID")
+    if ts:
+        return UID(str(ts))
+    # No file meta (forced read): the encoding the parser detected.
+    if ds.original_encoding[0]:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if ds.original_encoding[1] else ExplicitVRBigEndian
+
+
+def _check_pixel_module(ds: Dataset, ts: UID) -> tuple[int, int, int]:
+    """Validates the image pixel attributes before decoding; returns (rows, cols, frames)."""
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise Unusable("float pixel data (FloatPixelData), which CT images do not use")
+        raise Unusable("no pixel data")
+    rows = _int(_get(ds, "Rows"), "Rows")
+    cols = _int(_get(ds, "Columns"), "Columns")
+    frames = _int(_get(ds, "NumberOfFrames", 1), "NumberOfFrames")
+    if not (1 <= rows <= MAX_SIDE and 1 <= cols <= MAX_SIDE):
+        raise Unusable(f"image size {rows}×{cols} outside 1..{MAX_SIDE}")
+    if not 1 <= frames <= MAX_FRAMES:
+        raise Unusable(f"NumberOfFrames {frames} outside 1..{MAX_FRAMES}")
+    if rows * cols * frames > MAX_PIXELS:
+        raise Unusable(f"{frames} frame(s) of {rows}×{cols} exceed the {MAX_PIXELS} pixels medinfer reads from a file")
+    samples = _int(_get(ds, "SamplesPerPixel", 1), "SamplesPerPixel")
+    if samples != 1:
+        raise Unusable(f"SamplesPerPixel {samples}: a colour image, not a CT slice")
+    photometric = _text(ds, "PhotometricInterpretation").upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise Unusable(f"PhotometricInterpretation {photometric or 'missing'}: not a greyscale CT slice")
+    bits = _int(_get(ds, "BitsAllocated"), "BitsAllocated")
+    if bits not in (8, 16, 32):
+        raise Unusable(f"BitsAllocated {bits}: CT slices use 8, 16 or 32")
+    stored = _int(_get(ds, "BitsStored", bits), "BitsStored")
+    if not 1 <= stored <= bits:
+        raise Unusable(f"BitsStored {stored} outside 1..BitsAllocated ({bits})")
+    representation = _int(_get(ds, "PixelRepresentation", 0), "PixelRepresentation")
+    if representation not in (0, 1):
+        raise Unusable(f"PixelRepresentation {representation}: must be 0 (unsigned) or 1 (signed)")
+    expected = rows * cols * frames * bits // 8
+    encoded = len(ds.PixelData)
+    if ts.is_compressed:
+        from pydicom.pixels import get_decoder
+
+        try:
+            decoder = get_decoder(ts)
+        except NotImplementedError:
+            raise Unusable(f"pixel data compressed as {ts.name} ({ts}), which pydicom cannot decode") from None
+        if not decoder.is_available:
+            options = "; ".join(decoder.missing_dependencies)
+            raise Unusable(f"pixel data compressed as {ts.name} and no decoder is installed; any of these "
+                           f"would decode it: {options}")
+        if expected > MAX_PLAIN_DECODE and expected > MAX_COMPRESSION_RATIO * encoded:
+            raise Unusable(f"{encoded} bytes of {ts.name} data claim to decode to {expected} bytes")
+    elif ds["PixelData"].is_undefined_length:
+        raise Unusable(f"encapsulated (compressed) pixel data, but the transfer syntax is {ts.name}")
+    elif encoded < expected:
+        raise Unusable(f"truncated pixel data: {encoded} of {expected} bytes")
+    return rows, cols, frames
+
+
+def _rescale(groups: list[Dataset | None]) -> tuple[float, float, str, bool]:
+    """Slope, intercept, type and whether they were assumed, from the first dataset that has them."""
+    for g in groups:
+        if g is not None and ("RescaleSlope" in g or "RescaleIntercept" in g):
+            slope = _float(_get(g, "RescaleSlope", 1.0), "RescaleSlope")
+            intercept = _float(_get(g, "RescaleIntercept", 0.0), "RescaleIntercept")
+            kind = _text(g, "RescaleType").upper()
+            if slope == 0:
+                raise Unusable("RescaleSlope is 0: every pixel would have the same HU")
+            if not MIN_SLOPE <= abs(slope) <= MAX_SLOPE:
+                raise Unusable(f"RescaleSlope {slope:g} is outside ±{MIN_SLOPE:g}..{MAX_SLOPE:g}: a corrupt header")
+            if kind not in HU_RESCALE_TYPES:
+                raise Unusable(f"RescaleType {kind!r}: the rescaled values are not Hounsfield units")
+            return slope, intercept, kind or "HU", False
+    return 1.0, 0.0, "HU", True
+
+
+def _item(groups: Dataset | None, sequence: str) -> Dataset | None:
+    if groups is None:
+        return None
+    seq = _get(groups, sequence)
+    return seq[0] if seq else None
+
+
+def _pad_mask(ds: Dataset, pixels: np.ndarray) -> np.ndarray | None:
+    pad = _get(ds, "PixelPaddingValue")
+    if not isinstance(pad, int):  # absent, or a malformed (multi-valued, undecoded) value
+        return None
+    limit = _get(ds, "PixelPaddingRangeLimit")
+    low, high = (pad, pad) if not isinstance(limit, int) else (min(pad, limit), max(pad, limit))
+    mask = (pixels >= low) & (pixels <= high)
+    return mask if mask.any() else None
+
+
+def _replace_padding(pixels: np.ndarray, mask: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Sets padding pixels to the stored value of PADDING_HU; exact when it is an integer the dtype holds,
+    otherwise the slice becomes float32."""
+    value = (PADDING_HU - intercept) / slope
+    if pixels.dtype.kind in "iu":
+        info = np.iinfo(pixels.dtype)
+        if value == round(value) and info.min <= value <= info.max:
+            pixels = pixels.copy()
+            pixels[mask] = int(round(value))
+            return pixels
+    pixels = pixels.astype(np.float32)
+    pixels[mask] = value
+    return pixels
+
+
+def _series_info(ds: Dataset, ts: UID) -> dict:
+    return {
+        "modality": _text(ds, "Modality").upper() or "CT",
+        "description": _text(ds, "SeriesDescription"),
+        "series_number": _optional_int(ds, "SeriesNumber"),
+        "study_uid": _text(ds, "StudyInstanceUID"),
+        "frame_of_reference_uid": _text(ds, "FrameOfReferenceUID"),
+        "sop_class": _sop_name(_text(ds, "SOPClassUID")),
+        "transfer_syntax": ts.name,
+        "manufacturer": _text(ds, "Manufacturer"),
+    }
+
+
+def read_frames(path: str | Path) -> tuple[list[Frame], list[tuple[str, str]]]:
+    """Decodes a CT image file into frames. Returns ``(frames, skipped)``: a file-level problem gives no
+    frames and one skipped entry; a multi-frame file may lose single frames (e.g. a bad rescale)."""
+    path = Path(path)
+    try:
+        return _read_frames(path)
+    except Unusable as exc:
+        return [], [(str(path), str(exc))]
+    except Exception as exc:  # malformed values surface lazily, from any element access
+        return [], [(str(path), f"unreadable DICOM file ({type(exc).__name__}: {_short(exc)})")]
+
+
+def _read_frames(path: Path) -> tuple[list[Frame], list[tuple[str, str]]]:
+    ds = _read_dataset(path, stop_before_pixels=False)
+    _classify(ds)
+    ts = _transfer_syntax(ds)
+    ds.file_meta.TransferSyntaxUID = ts
+    rows, cols, n_frames = _check_pixel_module(ds, ts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pixels = ds.pixel_array
+    pixels = pixels.reshape(n_frames, rows, cols)
+    if not pixels.dtype.isnative:
+        pixels = pixels.astype(pixels.dtype.newbyteorder("="))
+    info = _series_info(ds, ts)
+    series_uid = _text(ds, "SeriesInstanceUID")
+    shared = _item(ds, "SharedFunctionalGroupsSequence")
+    per_frame = _get(ds, "PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and len(per_frame) != n_frames:
+        raise Unusable(f"PerFrameFunctionalGroupsSequence has {len(per_frame)} items for {n_frames} frames")
+    frames, skipped = [], []
+    for k in range(n_frames):
+        name = str(path) if n_frames == 1 else f"{path}[frame {k + 1}]"
+        own = per_frame[k] if per_frame is not None else None
+        try:
+            frames.append(_frame(ds, own, shared, pixels[k], name, str(path), k, series_uid, info))
+        except Unusable as exc:
+            skipped.append((name, str(exc)))
+    return frames, skipped
+
+
+def _frame(ds: Dataset, own: Dataset | None, shared: Dataset | None, pixels: np.ndarray, name: str, file: str,
+           k: int, series_uid: str, info: dict) -> Frame:
+    # Enhanced CT keeps geometry and rescale in functional groups (per-frame first, then shared); classic
+    # CT at the top level.
+    def group(sequence: str) -> list[Dataset | None]:
+        return [_item(own, sequence), _item(shared, sequence)]
+
+    slope, intercept, kind, assumed = _rescale([*group("PixelValueTransformationSequence"), ds])
+    with np.errstate(over="ignore", invalid="ignore"):
+        extremes = np.array([pixels.min(), pixels.max()], np.float64) * slope + intercept
+    if not np.all(np.abs(extremes) <= 1e6):
+        raise Unusable(f"RescaleSlope {slope:g} and RescaleIntercept {intercept:g} give implausible HU "
+                       f"({extremes[0]:.4g} to {extremes[1]:.4g})")
+    mask = _pad_mask(ds, pixels)
+    padded = 0
+    if mask is not None:
+        padded = int(mask.sum())
+        pixels = _replace_padding(pixels, mask, slope, intercept)
+    plane_position = [*group("PlanePositionSequence"), ds]
+    plane_orientation = [*group("PlaneOrientationSequence"), ds]
+    measures = [*group("PixelMeasuresSequence"), ds]
+    position = next((v for g in plane_position if (v := _vector(g, "ImagePositionPatient", 3)) is not None), None)
+    orientation = next((v for g in plane_orientation if (v := _vector(g, "ImageOrientationPatient", 6)) is not None),
+                       None)
+    if orientation is not None and not _valid_orientation(orientation):
+        orientation = None
+    spacing = next((v for g in measures if (v := _vector(g, "PixelSpacing", 2)) is not None and np.all(v > 0)), None)
+    thickness = next((v[0] for g in measures if (v := _vector(g, "SliceThickness", 1)) is not None and v[0] > 0), None)
+    between = next((v[0] for g in measures if (v := _vector(g, "SpacingBetweenSlices", 1)) is not None and v[0] > 0),
+                   None)
+    # A multi-frame file's InstanceNumber is the file's, not its frames' order: frames use InStackPositionNumber.
+    if own is None and name == file:
+        instance = _optional_int(ds, "InstanceNumber")
+    else:
+        instance = _optional_int(_item(own, "FrameContentSequence"), "InStackPositionNumber")
+    return Frame(path=name, file=file, frame_index=k, pixels=pixels, slope=slope, intercept=intercept,
+                 rescale_type=kind, rescale_assumed=assumed, padded=padded, position=position,
+                 orientation=orientation, pixel_spacing=None if spacing is None else (float(spacing[0]),
+                                                                                    float(spacing[1])),
+                 thickness=None if thickness is None else float(thickness),
+                 spacing_between=None if between is None else float(between), instance=instance,
+                 series_uid=series_uid, info=info)
+
+
+def _valid_orientation(iop: np.ndarray) -> bool:
+    """Two unit direction cosines at a right angle (to 1e-3, as scanners round them)."""
+    row, col = iop[:3], iop[3:]
+    return abs(np.linalg.norm(row) - 1) < 1e-3 and abs(np.linalg.norm(col) - 1) < 1e-3 and abs(row @ col) < 1e-3
