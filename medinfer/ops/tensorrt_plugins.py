@@ -14,7 +14,7 @@ the plugins through the creators at load time). It is idempotent and thread-safe
 Importing this module needs neither TensorRT nor a GPU; :func:`register_plugins` raises
 :class:`medinfer.backends.BackendUnavailable` with the reason when they are missing. Nothing here has run
 against a real TensorRT where it was written (TensorRT cannot be installed there): it is type-checked
-against ``tensorrt-stubs`` (``tests/test_tensorrt_plugins.py``), and the kernels it launches are the CUDA
+against ``tensorrt-stubs`` (``tests/test_tensorrt_typecheck.py``), and the kernels it launches are the CUDA
 backend's, tested against the references on a GPU by ``pytest -m gpu``.
 """
 
