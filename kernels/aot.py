@@ -57,15 +57,17 @@ def _recording() -> Iterator[list[tuple[str, tuple, dict]]]:
             setattr(ops, name, fn)
 
 
-def model_calls(model: str = "ddc_resnet101", batch: int = 256) -> list[tuple[str, tuple, dict]]:
-    """The fused-op calls of one forward pass at the model's input size, traced on the meta device."""
+def model_calls(model: str = "ddc_resnet101", batch: int = 256,
+                memory_format: torch.memory_format = torch.contiguous_format) -> list[tuple[str, tuple, dict]]:
+    """The fused-op calls of one forward pass at the model's input size, traced on the meta device, with the
+    model and its input in ``memory_format`` (the GPU engine runs channels-last)."""
     from medinfer import models
 
     spec = models.get_spec(model)
     with torch.device("meta"):
-        net = models.create(model).eval()
+        net = models.create(model).eval().to(memory_format=memory_format)
         with _recording() as calls, torch.no_grad():
-            net(torch.empty(batch, spec.in_chans, *spec.input_size))
+            net(torch.empty(batch, spec.in_chans, *spec.input_size).contiguous(memory_format=memory_format))
     return calls
 
 
@@ -174,9 +176,11 @@ def _flags(launch: Launch) -> dict:
 
 def specializations(all_shapes: bool = False) -> list[tuple[dict, Launch]]:
     """One launch per (kernel, dtype, constexpr flags) the model uses, at its heaviest shape (the largest
-    block configuration); with ``all_shapes`` one per distinct compiled specialisation."""
+    block configuration); with ``all_shapes`` one per distinct compiled specialisation, for the model in
+    NCHW and in channels-last layout."""
     chosen: dict[str, tuple[dict, Launch, int]] = {}
-    for call in model_calls():
+    layouts = (torch.contiguous_format, torch.channels_last) if all_shapes else (torch.contiguous_format,)
+    for call in (c for fmt in layouts for c in model_calls(memory_format=fmt)):
         for dtype in DTYPES:
             launch = plan(call, dtype)
             if launch is None:

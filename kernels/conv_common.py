@@ -85,12 +85,13 @@ def pooled_load(ptrs, h, w, sh, sw, H, W, rmask, cmask, LEVEL: tl.constexpr):
 
 @triton.jit
 def conv_accumulate(acc, x_ptr, pix, h, w, pmask, C, sc, sh, sw, H, W, w_ptr, o, O,
-                    KS: tl.constexpr, DIL: tl.constexpr, LEVEL: tl.constexpr, BLOCK_C: tl.constexpr,
-                    PRECISION: tl.constexpr):
+                    KS: tl.constexpr, DIL: tl.constexpr, LEVEL: tl.constexpr, W_CL: tl.constexpr,
+                    BLOCK_C: tl.constexpr, PRECISION: tl.constexpr):
     """``acc[m, o] += Σ_{c, dy, dx} src[m, c, h_m + DIL·dy, w_m + DIL·dx] · w[o, c, dy, dx]``.
 
     ``src`` is the input at ``x_ptr`` (per-row batch offset ``pix``, strides sc/sh/sw, size H×W) pooled
     LEVEL times; rows with ``pmask`` false contribute nothing. Padding is KS//2·DIL on the pooled grid.
+    ``w`` is an (O, C, KS, KS) weight, contiguous or (``W_CL``) channels-last.
     One runtime loop over (tap, channel block) pairs gives the software pipeliner enough iterations even
     when C fits one block. The A tile is gathered transposed, (channels, pixels), so that the per-pixel
     index math lives in 1-D vectors spread over the threads instead of being replicated in each of them.
@@ -110,7 +111,8 @@ def conv_accumulate(acc, x_ptr, pix, h, w, pmask, C, sc, sh, sw, H, W, w_ptr, o,
         inside = pmask & (hh >= 0) & (hh < Hp) & (ww >= 0) & (ww < Wp)
         a_t = pooled_load(x_ptr + pix[None, :] + (c * sc)[:, None], hh[None, :], ww[None, :], sh, sw, H, W,
                           inside[None, :], cmask[:, None], LEVEL)
-        b = tl.load(w_ptr + o[None, :] * (C * KK) + (c * KK + tap)[:, None], mask=cmask[:, None] & omask, other=0.0)
+        b_offsets = tap * C + c if W_CL else c * KK + tap  # channels-last: a tap's channels are contiguous
+        b = tl.load(w_ptr + o[None, :] * (C * KK) + b_offsets[:, None], mask=cmask[:, None] & omask, other=0.0)
         acc = dot(tl.trans(a_t), b, acc, PRECISION)
     return acc
 

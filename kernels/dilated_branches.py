@@ -53,7 +53,7 @@ def _dilated_branches_kernel(
     N, C, H, W, O, CO,
     sxn, sxc, sxh, sxw, syn, syc, syh, syw, srn, src, srh, srw, son, soc, soh, sow,
     DILATIONS: tl.constexpr, HAS_BIAS: tl.constexpr, STORE: tl.constexpr, EPILOGUE: tl.constexpr,
-    HAS_PBIAS: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_PBIAS: tl.constexpr, W_CL: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_C: tl.constexpr,
     BLOCK_CO: tl.constexpr, PRECISION: tl.constexpr,
 ):
     dtype = x_ptr.dtype.element_ty
@@ -83,7 +83,8 @@ def _dilated_branches_kernel(
         for o0 in range(o_start, o_stop, BLOCK_O):
             o = o0 + tl.arange(0, BLOCK_O)
             t = conv_accumulate(tl.zeros((BLOCK_P, BLOCK_O), dtype=tl.float32), x_ptr, x_pix, h, w, pmask, C,
-                                sxc, sxh, sxw, H, W, w_ptrs[i], o, O, 3, DILATIONS[i], 0, BLOCK_C, PRECISION)
+                                sxc, sxh, sxw, H, W, w_ptrs[i], o, O, 3, DILATIONS[i], 0, W_CL, BLOCK_C,
+                                PRECISION)
             if HAS_BIAS[i]:
                 t += tl.load(b_ptrs[i] + o, mask=o < O, other=0.0).to(tl.float32)[None, :]
             t = t.to(dtype)
@@ -146,6 +147,7 @@ def plan(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor | None], 
         *r.stride(), *out.stride()), dict(
         DILATIONS=tuple(int(d) for d in dilations), HAS_BIAS=tuple(b is not None for b in buf.biases),
         STORE=tuple(y is not None for y in buf.outputs), EPILOGUE=epilogue, HAS_PBIAS=buf.project_bias is not None,
+        W_CL=buf.weights_channels_last,
         PRECISION=dot_precision(x.dtype), enable_fp_fusion=True, **cfg), buf.results())
 
 

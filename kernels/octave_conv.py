@@ -41,7 +41,7 @@ from .conv_common import Launch, block, conv_accumulate, dot_precision
 @triton.jit
 def _octave_high(pid, xh_ptr, xl_ptr, whh_ptr, wlh_ptr, yh_ptr, N, CH, CL, OH, HI, WI, HLI, WLI, H, W, HL, WL,
                  sxhn, sxhc, sxhh, sxhw, sxln, sxlc, sxlh, sxlw, syn, syc, syh, syw, n_oblk,
-                 HAS_LH: tl.constexpr, POOL: tl.constexpr, KS: tl.constexpr, BLOCK_Q: tl.constexpr,
+                 HAS_LH: tl.constexpr, POOL: tl.constexpr, KS: tl.constexpr, W_CL: tl.constexpr, BLOCK_Q: tl.constexpr,
                  BLOCK_O: tl.constexpr, BLOCK_CH: tl.constexpr, BLOCK_CL: tl.constexpr, PRECISION: tl.constexpr):
     tile = pid // n_oblk
     o = (pid % n_oblk) * BLOCK_O + tl.arange(0, BLOCK_O)
@@ -55,12 +55,12 @@ def _octave_high(pid, xh_ptr, xl_ptr, whh_ptr, wlh_ptr, yh_ptr, N, CH, CL, OH, H
     j = 2 * (q % WL) + quad % 2
     pmask = (q < nq) & (i < H) & (j < W)
     acc = conv_accumulate(tl.zeros((4 * BLOCK_Q, BLOCK_O), dtype=tl.float32), xh_ptr, n * sxhn, i, j, pmask, CH,
-                          sxhc, sxhh, sxhw, HI, WI, whh_ptr, o, OH, KS, 1, POOL, BLOCK_CH, PRECISION)
+                          sxhc, sxhh, sxhw, HI, WI, whh_ptr, o, OH, KS, 1, POOL, W_CL, BLOCK_CH, PRECISION)
     if HAS_LH:
         ql = tile * BLOCK_Q + tl.arange(0, BLOCK_Q)
         low = conv_accumulate(tl.zeros((BLOCK_Q, BLOCK_O), dtype=tl.float32), xl_ptr,
                               (ql // (HL * WL)).to(tl.int64) * sxln, (ql // WL) % HL, ql % WL, ql < nq, CL,
-                              sxlc, sxlh, sxlw, HLI, WLI, wlh_ptr, o, OH, KS, 1, POOL, BLOCK_CL, PRECISION)
+                              sxlc, sxlh, sxlw, HLI, WLI, wlh_ptr, o, OH, KS, 1, POOL, W_CL, BLOCK_CL, PRECISION)
         acc = tl.reshape(tl.reshape(acc, (4, BLOCK_Q, BLOCK_O)) + low[None, :, :], (4 * BLOCK_Q, BLOCK_O))
     tl.store(yh_ptr + (n * syn + i * syh + j * syw)[:, None] + o[None, :] * syc, acc.to(yh_ptr.dtype.element_ty),
              mask=pmask[:, None] & (o < OH)[None, :])
@@ -69,7 +69,7 @@ def _octave_high(pid, xh_ptr, xl_ptr, whh_ptr, wlh_ptr, yh_ptr, N, CH, CL, OH, H
 @triton.jit
 def _octave_low(pid, xh_ptr, xl_ptr, whl_ptr, wll_ptr, yl_ptr, N, CH, CL, OL, HI, WI, HLI, WLI, HL, WL,
                 sxhn, sxhc, sxhh, sxhw, sxln, sxlc, sxlh, sxlw, syn, syc, syh, syw, n_oblk,
-                HAS_LL: tl.constexpr, POOL: tl.constexpr, KS: tl.constexpr, BLOCK_M: tl.constexpr,
+                HAS_LL: tl.constexpr, POOL: tl.constexpr, KS: tl.constexpr, W_CL: tl.constexpr, BLOCK_M: tl.constexpr,
                 BLOCK_O: tl.constexpr, BLOCK_CH: tl.constexpr, BLOCK_CL: tl.constexpr, PRECISION: tl.constexpr):
     tile = pid // n_oblk
     o = (pid % n_oblk) * BLOCK_O + tl.arange(0, BLOCK_O)
@@ -79,10 +79,10 @@ def _octave_low(pid, xh_ptr, xl_ptr, whl_ptr, wll_ptr, yl_ptr, N, CH, CL, OL, HI
     i = (p // WL) % HL
     j = p % WL
     acc = conv_accumulate(tl.zeros((BLOCK_M, BLOCK_O), dtype=tl.float32), xh_ptr, n * sxhn, i, j, pmask, CH,
-                          sxhc, sxhh, sxhw, HI, WI, whl_ptr, o, OL, KS, 1, POOL + 1, BLOCK_CH, PRECISION)
+                          sxhc, sxhh, sxhw, HI, WI, whl_ptr, o, OL, KS, 1, POOL + 1, W_CL, BLOCK_CH, PRECISION)
     if HAS_LL:
         acc = conv_accumulate(acc, xl_ptr, n * sxln, i, j, pmask, CL, sxlc, sxlh, sxlw, HLI, WLI, wll_ptr, o, OL,
-                              KS, 1, POOL, BLOCK_CL, PRECISION)
+                              KS, 1, POOL, W_CL, BLOCK_CL, PRECISION)
     tl.store(yl_ptr + (n * syn + i * syh + j * syw)[:, None] + o[None, :] * syc, acc.to(yl_ptr.dtype.element_ty),
              mask=pmask[:, None] & (o < OL)[None, :])
 
@@ -94,18 +94,18 @@ def _octave_conv_kernel(
     sxhn, sxhc, sxhh, sxhw, sxln, sxlc, sxlh, sxlw, syhn, syhc, syhh, syhw, syln, sylc, sylh, sylw,
     n_high, n_oblk_h, n_oblk_l,
     HAS_HL: tl.constexpr, HAS_LH: tl.constexpr, HAS_LL: tl.constexpr, POOL: tl.constexpr, KS: tl.constexpr,
-    BLOCK_Q: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_CH: tl.constexpr, BLOCK_CL: tl.constexpr,
+    W_CL: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_CH: tl.constexpr, BLOCK_CL: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
     pid = tl.program_id(0)
     if pid < n_high:
         _octave_high(pid, xh_ptr, xl_ptr, whh_ptr, wlh_ptr, yh_ptr, N, CH, CL, OH, HI, WI, HLI, WLI, H, W, HL, WL,
                      sxhn, sxhc, sxhh, sxhw, sxln, sxlc, sxlh, sxlw, syhn, syhc, syhh, syhw, n_oblk_h,
-                     HAS_LH, POOL, KS, BLOCK_Q, BLOCK_O, BLOCK_CH, BLOCK_CL, PRECISION)
+                     HAS_LH, POOL, KS, W_CL, BLOCK_Q, BLOCK_O, BLOCK_CH, BLOCK_CL, PRECISION)
     elif HAS_HL:
         _octave_low(pid - n_high, xh_ptr, xl_ptr, whl_ptr, wll_ptr, yl_ptr, N, CH, CL, OL, HI, WI, HLI, WLI, HL,
                     WL, sxhn, sxhc, sxhh, sxhw, sxln, sxlc, sxlh, sxlw, syln, sylc, sylh, sylw, n_oblk_l,
-                    HAS_LL, POOL, KS, 4 * BLOCK_Q, BLOCK_O, BLOCK_CH, BLOCK_CL, PRECISION)
+                    HAS_LL, POOL, KS, W_CL, 4 * BLOCK_Q, BLOCK_O, BLOCK_CH, BLOCK_CL, PRECISION)
 
 
 def config(high_in: int, low_in: int, out_channels: int, stride: int) -> dict:
@@ -138,7 +138,8 @@ def plan(x_h: Tensor, x_l: Tensor | None, w_hh: Tensor, w_hl: Tensor | None, w_l
         n, ch, cl, oh, ol, hi, wi, hli, wli, h, w, hl, wl,
         *x_h.stride(), *xl.stride(), *buf.y_h.stride(), *yl.stride(), n_high, n_oblk_h, n_oblk_l), dict(
         HAS_HL=buf.w_hl is not None, HAS_LH=buf.w_lh is not None, HAS_LL=buf.w_ll is not None, POOL=int(stride == 2),
-        KS=w_hh.shape[-1], PRECISION=dot_precision(x_h.dtype), enable_fp_fusion=True, **cfg), (buf.y_h, buf.y_l))
+        KS=w_hh.shape[-1], W_CL=buf.weights_channels_last, PRECISION=dot_precision(x_h.dtype),
+        enable_fp_fusion=True, **cfg), (buf.y_h, buf.y_l))
 
 
 def octave_conv(*args, **kwargs) -> tuple[Tensor, Tensor | None]:

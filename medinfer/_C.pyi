@@ -56,13 +56,15 @@ def cuda_hu_convert(
 
 
 # Fused convolutions (csrc/cuda/dilated_branches.cu, octave_conv.cu); tensors cross as
-# (data_ptr, (N, C, H, W), (sN, sC, sH, sW)), weights as data_ptr of contiguous (O, C, k, k), 0 = absent.
+# (data_ptr, (N, C, H, W), (sN, sC, sH, sW)); weights as data_ptr of (O, C, k, k), all contiguous or all
+# channels-last (weights_channels_last), 0 = absent.
 Tensor4 = tuple[int, tuple[int, int, int, int], tuple[int, int, int, int]]
 
 def cuda_dilated_branches(
     dtype: str,
     x: Tensor4,
     weights: list[int],
+    weights_channels_last: bool,
     biases: list[int],
     dilations: list[int],
     outputs: list[Tensor4],
@@ -80,6 +82,7 @@ def cuda_octave_conv(
     w_hl: int,
     w_lh: int,
     w_ll: int,
+    weights_channels_last: bool,
     kernel_size: int,
     stride: int,
     y_h: Tensor4,

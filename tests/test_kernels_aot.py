@@ -3,7 +3,7 @@
 * Triton: every kernel specialisation ddc_resnet101 uses (dtype × constexpr flags, at the heaviest shape of
   each) compiles ahead of time for sm_90 (``python -m medinfer.kernels.aot``, in a fresh interpreter
   because this session runs Triton in interpreter mode), without register spills and within the SM's shared
-  memory. ``pytest -m slow`` compiles every distinct shape.
+  memory. ``pytest -m slow`` compiles every distinct shape, NCHW and channels-last.
 * CUDA: with nvcc on PATH the extension carries its CUDA sources for sm_80 and sm_90 (cuobjdump), including
   both fused kernels in every dtype.
 """

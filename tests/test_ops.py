@@ -184,6 +184,28 @@ def test_dense_atrous_block_with_triton(triton_cpu, rng, monkeypatch, dtype):
         assert_matches_reference(fused, lambda xx: block.to(xx.dtype)(xx), (x,), dtype)
 
 
+def test_channels_last_models_run_without_copying_weights(triton_cpu, rng, monkeypatch):
+    # model.to(memory_format=torch.channels_last) — as the GPU engine does — makes the weights channels-last too.
+    block = L.DenseAtrousBlock(6).eval().to(memory_format=torch.channels_last)
+    conv = L.OctaveConv((5, 3), (4, 2), 3, 2).eval().to(memory_format=torch.channels_last)
+    for p in (*block.parameters(), *conv.parameters()):
+        torch.nn.init.normal_(p, 0.0, 0.3)
+    weights = [block.d1.weight, block.d3.weight, conv.w_hh, conv.w_hl, conv.w_lh, conv.w_ll]
+    laid_out, channels_last = _dispatch.weight_layout(weights)
+    assert channels_last and [w.data_ptr() for w in laid_out] == [w.data_ptr() for w in weights]
+    x = randn(rng, 2, 6, 9, 11).float().contiguous(memory_format=torch.channels_last)
+    x_h = randn(rng, 2, 5, 9, 11).float().contiguous(memory_format=torch.channels_last)
+    x_l = randn(rng, 2, 3, 5, 6).float().contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        monkeypatch.setenv("MEDINFER_OPS_BACKEND", "torch")
+        expected = [block(x), *conv((x_h, x_l))]
+        monkeypatch.setenv("MEDINFER_OPS_BACKEND", "triton")
+        got = [block(x), *conv((x_h, x_l))]
+    for g, e in zip(got, expected, strict=True):
+        assert g.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+
+
 def test_whole_model_with_triton_matches_the_reference(triton_cpu, rng, monkeypatch):
     model = models.create("ddc_resnet101", layers=(1, 1, 1, 1), planes=(8, 8, 16, 16), head_width=8,
                           stem_width=8).eval()

@@ -50,7 +50,8 @@ constexpr int kMaxProjectWidth = 256;
 struct DilatedBranchesArgs {
   FloatType dtype = FloatType::kFloat32;
   Tensor4 x;                            // (N, C, H, W)
-  std::vector<std::uintptr_t> weights;  // per branch, contiguous (O, C, 3, 3)
+  std::vector<std::uintptr_t> weights;  // per branch, (O, C, 3, 3), contiguous or channels-last:
+  bool weights_channels_last = false;   // (o, c, ty, tx) at ((o·3 + ty)·3 + tx)·C + c
   std::vector<std::uintptr_t> biases;   // per branch, (O) or 0
   std::vector<int> dilations;           // per branch, >= 1
   std::vector<Tensor4> outputs;         // per branch (N, O, H, W); data 0: not written (epilogue only)
@@ -65,7 +66,8 @@ void dilated_branches(const DilatedBranchesArgs& args, std::uintptr_t stream);
 struct OctaveConvArgs {
   FloatType dtype = FloatType::kFloat32;
   Tensor4 x_h, x_l;                                       // x_l.data 0: no low-frequency input
-  std::uintptr_t w_hh = 0, w_hl = 0, w_lh = 0, w_ll = 0;  // contiguous (O, C, k, k); 0: path absent
+  std::uintptr_t w_hh = 0, w_hl = 0, w_lh = 0, w_ll = 0;  // (O, C, k, k); 0: path absent
+  bool weights_channels_last = false;                     // all four contiguous, or all channels-last
   int kernel_size = 3;                                    // 1 or 3
   int stride = 1;                                         // 1 or 2
   Tensor4 y_h, y_l;                                       // y_l.data 0 exactly when w_hl is 0

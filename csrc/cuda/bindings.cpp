@@ -73,34 +73,37 @@ void bind_cuda_device(py::module_& m) {
         "Device HU conversion on raw pointers; slopes/intercepts are device float64 arrays.");
   m.def("cuda_dilated_branches",
         [](const std::string& dtype, const py::handle& x, std::vector<std::uintptr_t> weights,
-           std::vector<std::uintptr_t> biases, std::vector<int> dilations, const py::list& outputs,
-           std::uintptr_t project_weight, std::uintptr_t project_bias, const py::handle& residual,
-           const py::handle& out, std::uintptr_t stream) {
-          cuda::DilatedBranchesArgs a{float_type(dtype), tensor4(x), std::move(weights), std::move(biases),
-                                      std::move(dilations), {}, project_weight, project_bias, tensor4(residual),
-                                      tensor4(out)};
+           bool weights_channels_last, std::vector<std::uintptr_t> biases, std::vector<int> dilations,
+           const py::list& outputs, std::uintptr_t project_weight, std::uintptr_t project_bias,
+           const py::handle& residual, const py::handle& out, std::uintptr_t stream) {
+          cuda::DilatedBranchesArgs a{float_type(dtype), tensor4(x), std::move(weights), weights_channels_last,
+                                      std::move(biases), std::move(dilations), {}, project_weight, project_bias,
+                                      tensor4(residual), tensor4(out)};
           for (const auto& y : outputs) a.outputs.push_back(tensor4(y));
           py::gil_scoped_release release;
           cuda::dilated_branches(a, stream);
         },
-        py::arg("dtype"), py::arg("x"), py::arg("weights"), py::arg("biases"), py::arg("dilations"),
+        py::arg("dtype"), py::arg("x"), py::arg("weights"), py::arg("weights_channels_last"), py::arg("biases"),
+        py::arg("dilations"),
         py::arg("outputs"), py::arg("project_weight") = 0, py::arg("project_bias") = 0,
         py::arg("residual") = py::none(), py::arg("out") = py::none(), py::arg("stream") = 0,
         "Fused dilated 3x3 branches (+ DDC epilogue when project_weight != 0) on raw device pointers. Tensors "
         "cross as (data_ptr, shape, strides); an output with data_ptr 0 is not written.");
   m.def("cuda_octave_conv",
         [](const std::string& dtype, const py::handle& x_h, const py::handle& x_l, std::uintptr_t w_hh,
-           std::uintptr_t w_hl, std::uintptr_t w_lh, std::uintptr_t w_ll, int kernel_size, int stride,
-           const py::handle& y_h, const py::handle& y_l, std::uintptr_t stream) {
+           std::uintptr_t w_hl, std::uintptr_t w_lh, std::uintptr_t w_ll, bool weights_channels_last,
+           int kernel_size, int stride, const py::handle& y_h, const py::handle& y_l, std::uintptr_t stream) {
           const cuda::OctaveConvArgs a{float_type(dtype), tensor4(x_h), tensor4(x_l), w_hh, w_hl, w_lh, w_ll,
-                                       kernel_size, stride, tensor4(y_h), tensor4(y_l)};
+                                       weights_channels_last, kernel_size, stride, tensor4(y_h), tensor4(y_l)};
           py::gil_scoped_release release;
           cuda::octave_conv(a, stream);
         },
         py::arg("dtype"), py::arg("x_h"), py::arg("x_l"), py::arg("w_hh"), py::arg("w_hl"), py::arg("w_lh"),
-        py::arg("w_ll"), py::arg("kernel_size"), py::arg("stride"), py::arg("y_h"), py::arg("y_l"),
+        py::arg("w_ll"), py::arg("weights_channels_last"), py::arg("kernel_size"), py::arg("stride"), py::arg("y_h"),
+        py::arg("y_l"),
         py::arg("stream") = 0,
-        "Octave convolution on raw device pointers (weights contiguous (O, C, k, k); 0 = absent path).");
+        "Octave convolution on raw device pointers (weights (O, C, k, k), all contiguous or all channels-last; "
+        "0 = absent path).");
 }
 
 }  // namespace medinfer

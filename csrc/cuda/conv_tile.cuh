@@ -204,11 +204,11 @@ struct Mma<float, BM, BN> {
 };
 
 // acc += the convolution of `src` (read through `level` rounds of pooling, dilation `dil`, k×k taps with
-// padding dil·(k/2)) with w[o0 : o0+BN] for the block's rows. w is contiguous (O, C, k, k). Starts and ends
-// with all threads synchronised; `tiles` and `rows` are shared memory.
+// padding dil·(k/2)) with w[o0 : o0+BN] for the block's rows. w is (O, C, k, k), contiguous or (w_cl)
+// channels-last. Starts and ends with all threads synchronised; `tiles` and `rows` are shared memory.
 template <typename T, int BM, int BN>
 __device__ void conv_accumulate(Mma<T, BM, BN>& acc, Tiles<T, BM, BN>& tiles, const Rows<BM>& rows, const View& src,
-                                int C, int level, int ks, int dil, const T* w, int O, int o0) {
+                                int C, int level, int ks, int dil, const T* w, bool w_cl, int O, int o0) {
   using Tl = Tiles<T, BM, BN>;
   const T* x = static_cast<const T*>(src.data);
   const int kk = ks * ks;
@@ -223,11 +223,11 @@ __device__ void conv_accumulate(Mma<T, BM, BN>& acc, Tiles<T, BM, BN>& tiles, co
                               : 0.f;
         tiles.a[m * Tl::lda + i / BM] = Num<T>::from_float(v);
       }
-      // Channel index fastest: w[o, c, tap] and w[o, c + 1, tap] are k² elements apart.
+      // Channel index fastest: w[o, c, tap] and w[o, c + 1, tap] are neighbours (channels-last) or k² apart.
       for (int i = threadIdx.x; i < kBK * BN; i += kThreads) {
         const int k = i % kBK, o = o0 + i / kBK, c = c0 + k;
-        tiles.b[k * Tl::ldb + i / kBK] = c < C && o < O ? w[(static_cast<std::int64_t>(o) * C + c) * kk + tap]
-                                                        : Num<T>::from_float(0.f);
+        const std::int64_t at = static_cast<std::int64_t>(o) * C * kk + (w_cl ? tap * C + c : c * kk + tap);
+        tiles.b[k * Tl::ldb + i / kBK] = c < C && o < O ? w[at] : Num<T>::from_float(0.f);
       }
       __syncthreads();
       acc.mma(tiles.a, Tl::lda, tiles.b, Tl::ldb, kBK);

@@ -35,6 +35,7 @@ struct Params {
   const void* b[kMaxBranches];  // nullptr: no bias
   void* y[kMaxBranches];        // nullptr: not written
   int dil[kMaxBranches];
+  bool w_cl;                    // weights channels-last
   std::int64_t sy[4];           // strides of every y
   const void* pw;               // (CO, O) projection; the epilogue only
   const void* pb;               // (CO) or nullptr
@@ -99,7 +100,8 @@ __global__ void __launch_bounds__(kThreads) dilated_branches_kernel(Params p) {
     for (int o0 = o_begin; o0 < o_end; o0 += kBN) {
       Mma<T, BM, kBN> acc;
       acc.zero();
-      conv_accumulate(acc, tiles, rows, p.x, p.C, 0, 3, p.dil[k], static_cast<const T*>(p.w[k]), p.O, o0);
+      conv_accumulate(acc, tiles, rows, p.x, p.C, 0, 3, p.dil[k], static_cast<const T*>(p.w[k]), p.w_cl, p.O,
+                      o0);
       acc.store(c, L::ldc);
       __syncthreads();
       for (int i = threadIdx.x; i < BM * kBN; i += kThreads) {
@@ -180,6 +182,7 @@ void dilated_branches(const DilatedBranchesArgs& a, std::uintptr_t stream) {
   p.H = static_cast<int>(a.x.size[2]);
   p.W = static_cast<int>(a.x.size[3]);
   p.O = static_cast<int>(a.outputs[0].size[1]);
+  p.w_cl = a.weights_channels_last;
   copy_strides(p.sy, a.outputs[0]);
   for (const Tensor4& y : a.outputs)
     if (y.size[1] != p.O) throw std::invalid_argument("cuda dilated_branches: branches must have equal widths");

@@ -30,6 +30,7 @@ struct Params {
   const void *whh, *whl, *wlh, *wll;  // nullptr: path absent
   void *yh, *yl;
   std::int64_t syh[4], syl[4];
+  bool w_cl;  // weights channels-last
   int N, CH, CL, OH, OL, H, W, HL, WL, ks, pool;
   int n_high, oblk_h, oblk_l;
 };
@@ -82,7 +83,7 @@ __global__ void __launch_bounds__(kThreads) octave_conv_kernel(Params p) {
       rows.set(m, q < nq && i < p.H && j < p.W, q / (static_cast<std::int64_t>(p.HL) * p.WL), i, j, p.xh.sn);
     }
     __syncthreads();
-    conv_accumulate(acc, tiles, rows, p.xh, p.CH, p.pool, p.ks, 1, static_cast<const T*>(p.whh), p.OH, o0);
+    conv_accumulate(acc, tiles, rows, p.xh, p.CH, p.pool, p.ks, 1, static_cast<const T*>(p.whh), p.w_cl, p.OH, o0);
     acc.store(c, Layout<T>::ldc);
     float* cl = nullptr;
     if (p.wlh) {
@@ -94,7 +95,8 @@ __global__ void __launch_bounds__(kThreads) octave_conv_kernel(Params p) {
       __syncthreads();
       Mma<T, kQuads, kBN> low;
       low.zero();
-      conv_accumulate(low, ltiles, lrows, p.xl, p.CL, p.pool, p.ks, 1, static_cast<const T*>(p.wlh), p.OH, o0);
+      conv_accumulate(low, ltiles, lrows, p.xl, p.CL, p.pool, p.ks, 1, static_cast<const T*>(p.wlh), p.w_cl, p.OH,
+                      o0);
       low.store(cl, Layout<T>::ldc);
     }
     __syncthreads();
@@ -102,12 +104,14 @@ __global__ void __launch_bounds__(kThreads) octave_conv_kernel(Params p) {
   } else {
     rows.flat(tile * kBM, p.N, p.HL, p.WL, p.xh.sn);
     __syncthreads();
-    conv_accumulate(acc, tiles, rows, p.xh, p.CH, p.pool + 1, p.ks, 1, static_cast<const T*>(p.whl), p.OL, o0);
+    conv_accumulate(acc, tiles, rows, p.xh, p.CH, p.pool + 1, p.ks, 1, static_cast<const T*>(p.whl), p.w_cl, p.OL,
+                    o0);
     if (p.wll) {
       __syncthreads();
       rows.flat(tile * kBM, p.N, p.HL, p.WL, p.xl.sn);  // same pixels, x_l's batch stride
       __syncthreads();
-      conv_accumulate(acc, tiles, rows, p.xl, p.CL, p.pool, p.ks, 1, static_cast<const T*>(p.wll), p.OL, o0);
+      conv_accumulate(acc, tiles, rows, p.xl, p.CL, p.pool, p.ks, 1, static_cast<const T*>(p.wll), p.w_cl, p.OL,
+                      o0);
     }
     acc.store(c, Layout<T>::ldc);
     __syncthreads();
@@ -135,6 +139,7 @@ void octave_conv(const OctaveConvArgs& a, std::uintptr_t stream) {
   p.whl = reinterpret_cast<const void*>(a.w_hl);
   p.wlh = reinterpret_cast<const void*>(a.w_lh);
   p.wll = reinterpret_cast<const void*>(a.w_ll);
+  p.w_cl = a.weights_channels_last;
   p.yh = reinterpret_cast<void*>(a.y_h.data);
   p.yl = reinterpret_cast<void*>(a.y_l.data);
   for (int i = 0; i < 4; ++i) {

@@ -32,7 +32,8 @@ def dilated_branches(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tens
     absent = (0, (n, buf.weights[0].shape[0], h, w), (0, 0, 0, 0))  # a branch the epilogue does not keep
     with torch.cuda.device(x.device):
         _ext.native().cuda_dilated_branches(
-            _DTYPE_NAMES[x.dtype], _tensor(x), [_ptr(t) for t in buf.weights], [_ptr(t) for t in buf.biases],
+            _DTYPE_NAMES[x.dtype], _tensor(x), [_ptr(t) for t in buf.weights], buf.weights_channels_last,
+            [_ptr(t) for t in buf.biases],
             [int(d) for d in dilations], [_tensor(y) if y is not None else absent for y in buf.outputs],
             _ptr(buf.project_weight), _ptr(buf.project_bias), _tensor(residual), _tensor(buf.out),
             torch.cuda.current_stream(x.device).cuda_stream)
@@ -47,6 +48,7 @@ def octave_conv(x_h: Tensor, x_l: Tensor | None, w_hh: Tensor, w_hl: Tensor | No
     with torch.cuda.device(x_h.device):
         _ext.native().cuda_octave_conv(
             _DTYPE_NAMES[x_h.dtype], _tensor(x_h), _tensor(x_l if uses_low else None), _ptr(buf.w_hh),
-            _ptr(buf.w_hl), _ptr(buf.w_lh), _ptr(buf.w_ll), w_hh.shape[-1], stride, _tensor(buf.y_h),
+            _ptr(buf.w_hl), _ptr(buf.w_lh), _ptr(buf.w_ll), buf.weights_channels_last, w_hh.shape[-1], stride,
+            _tensor(buf.y_h),
             _tensor(buf.y_l), torch.cuda.current_stream(x_h.device).cuda_stream)
     return buf.y_h, buf.y_l

@@ -70,11 +70,22 @@ def empty_output(x: Tensor, channels: int, h: int, w: int) -> Tensor:
     return torch.empty((x.shape[0], channels, h, w), device=x.device, dtype=x.dtype, memory_format=fmt)
 
 
+def weight_layout(weights: Sequence[Tensor | None]) -> tuple[list[Tensor | None], bool]:
+    """The weights in the one layout a launch reads them in, and whether it is channels-last: channels-last
+    when the first weight is (``model.to(memory_format=torch.channels_last)`` makes them so), else
+    contiguous. Weights already in that layout are passed through without a copy."""
+    first = next(w for w in weights if w is not None)
+    channels_last = not first.is_contiguous() and first.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return [w.contiguous(memory_format=fmt) if w is not None else None for w in weights], channels_last
+
+
 @dataclass
 class BranchBuffers:
     """What a kernel launch of ``dilated_branches`` reads and writes, allocated and laid out on the host."""
 
-    weights: list[Tensor]  # contiguous (O, C, 3, 3)
+    weights: list[Tensor]  # (O, C, 3, 3), all contiguous or all channels-last
+    weights_channels_last: bool
     biases: list[Tensor | None]
     outputs: list[Tensor | None]  # per branch; None: not written (an epilogue that does not keep it)
     project_weight: Tensor | None  # contiguous (CO, O)
@@ -94,8 +105,10 @@ def branch_buffers(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor
     o = weights[0].shape[0]
     store = [bool(k) for k in keep] if project_weight is not None else [True] * len(weights)
     pw = project_weight.reshape(project_weight.shape[0], o).contiguous() if project_weight is not None else None
+    laid_out, channels_last = weight_layout(weights)
     return BranchBuffers(
-        weights=[wt.contiguous() for wt in weights],
+        weights=laid_out,
+        weights_channels_last=channels_last,
         biases=[b.contiguous() if b is not None else None for b in biases],
         outputs=[empty_output(x, o, h, w) if s else None for s in store],
         project_weight=pw,
@@ -108,10 +121,11 @@ def branch_buffers(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor
 class OctaveBuffers:
     """What a kernel launch of ``octave_conv`` reads and writes; absent paths are ``None``."""
 
-    w_hh: Tensor  # contiguous (O, C, k, k), like the others
+    w_hh: Tensor  # (O, C, k, k); the four all contiguous or all channels-last
     w_hl: Tensor | None
     w_lh: Tensor | None
     w_ll: Tensor | None
+    weights_channels_last: bool
     y_h: Tensor
     y_l: Tensor | None
 
@@ -122,13 +136,14 @@ def octave_buffers(x_h: Tensor, x_l: Tensor | None, w_hh: Tensor, w_hl: Tensor |
     h, w = x_h.shape[2:]
     if stride == 2:
         h, w = (h + 1) // 2, (w + 1) // 2
-    w_lh = w_lh if x_l is not None else None
-    w_ll = w_ll if x_l is not None and w_hl is not None else None
+    (w_hh, w_hl, w_lh, w_ll), channels_last = weight_layout(
+        [w_hh, w_hl, w_lh if x_l is not None else None, w_ll if x_l is not None and w_hl is not None else None])
     return OctaveBuffers(
-        w_hh=w_hh.contiguous(),
-        w_hl=w_hl.contiguous() if w_hl is not None else None,
-        w_lh=w_lh.contiguous() if w_lh is not None else None,
-        w_ll=w_ll.contiguous() if w_ll is not None else None,
+        w_hh=w_hh,
+        w_hl=w_hl,
+        w_lh=w_lh,
+        w_ll=w_ll,
+        weights_channels_last=channels_last,
         y_h=empty_output(x_h, w_hh.shape[0], h, w),
         y_l=empty_output(x_h, w_hl.shape[0], (h + 1) // 2, (w + 1) // 2) if w_hl is not None else None,
     )

@@ -194,7 +194,7 @@ if TYPE_CHECKING or (trt is not None and hasattr(trt, "IPluginV3")):
             else:
                 ys = [_at(outputs[i], output_desc[i].dims) for i in range(b)]
             _kernels().cuda_dilated_branches(
-                _DTYPE_NAMES[input_desc[0].type], _at(inputs[0], x_dims), list(inputs[1:1 + b]),
+                _DTYPE_NAMES[input_desc[0].type], _at(inputs[0], x_dims), list(inputs[1:1 + b]), False,
                 list(inputs[1 + b:1 + 2 * b]), self.fields["dilations"], ys, pw, pb, residual, out, stream)
 
     class _OctaveConvPlugin(_Plugin):
@@ -242,7 +242,7 @@ if TYPE_CHECKING or (trt is not None and hasattr(trt, "IPluginV3")):
             y_l = _at(outputs[1], output_desc[1].dims) if len(outputs) > 1 else None
             _kernels().cuda_octave_conv(
                 _DTYPE_NAMES[input_desc[0].type], tensor("x_h"), tensor("x_l"), ptr("w_hh"), ptr("w_hl"),
-                ptr("w_lh"), ptr("w_ll"), int(input_desc[at["w_hh"]].dims[3]), self.fields["stride"][0],
+                ptr("w_lh"), ptr("w_ll"), False, int(input_desc[at["w_hh"]].dims[3]), self.fields["stride"][0],
                 _at(outputs[0], output_desc[0].dims), y_l, stream)
 
     class _Creator(trt.IPluginCreatorV3One):
