@@ -349,10 +349,11 @@ def test_octave_conv_on_gpu(poisoned, rng, backend, dtype, shape, path):
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
-def test_ddc_resnet101_forward_on_gpu(rng, monkeypatch, backend, dtype):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "channels_last"])
+def test_ddc_resnet101_forward_on_gpu(rng, monkeypatch, backend, dtype, layout):
     backend = gpu_backend(backend)
-    model = models.create("ddc_resnet101").eval().to("cuda", dtype)
-    x = randn(rng, 8, 1, 64, 64).to("cuda", dtype)
+    model = models.create("ddc_resnet101").eval().to("cuda", dtype, memory_format=layout)
+    x = randn(rng, 8, 1, 64, 64).to("cuda", dtype).contiguous(memory_format=layout)
     with torch.inference_mode():
         monkeypatch.setenv("MEDINFER_OPS_BACKEND", "torch")
         expected = model(x).float()
