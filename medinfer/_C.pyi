@@ -54,3 +54,38 @@ def cuda_hu_convert(
     stream: int = 0,
 ) -> None: ...
 
+
+# Fused convolutions (csrc/cuda/dilated_branches.cu, octave_conv.cu); tensors cross as
+# (data_ptr, (N, C, H, W), (sN, sC, sH, sW)); weights as data_ptr of (O, C, k, k), all contiguous or all
+# channels-last (weights_channels_last), 0 = absent.
+Tensor4 = tuple[int, tuple[int, int, int, int], tuple[int, int, int, int]]
+
+def cuda_dilated_branches(
+    dtype: str,
+    x: Tensor4,
+    weights: list[int],
+    weights_channels_last: bool,
+    biases: list[int],
+    dilations: list[int],
+    outputs: list[Tensor4],
+    project_weight: int = 0,
+    project_bias: int = 0,
+    residual: Tensor4 | None = None,
+    out: Tensor4 | None = None,
+    stream: int = 0,
+) -> None: ...
+def cuda_octave_conv(
+    dtype: str,
+    x_h: Tensor4,
+    x_l: Tensor4 | None,
+    w_hh: int,
+    w_hl: int,
+    w_lh: int,
+    w_ll: int,
+    weights_channels_last: bool,
+    kernel_size: int,
+    stride: int,
+    y_h: Tensor4,
+    y_l: Tensor4 | None,
+    stream: int = 0,
+) -> None: ...

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from medinfer._version import __version__
 
 _SUBMODULES = ("backends", "checkpoint", "engine", "errors", "export", "hu", "info", "io", "kernels", "models",
-               "preprocess", "resize", "runtime", "samples")
+               "ops", "preprocess", "resize", "runtime", "samples")
 # Names re-exported at the top level, loaded with their module on first access.
 _ATTRIBUTES = {
     "load_series": "medinfer.io",
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         io,
         kernels,
         models,
+        ops,
         preprocess,
         resize,
         runtime,

@@ -11,6 +11,11 @@ import pytest
 
 from medinfer import _ext, backends
 
+# Without a GPU, Triton kernels can only run in Triton's interpreter, which must be chosen before any kernel is
+# defined: set it for the session (with a GPU the compiled kernels are tested instead, by `-m gpu`).
+if backends.BACKENDS["torch"].unavailable_reason("cuda") is not None:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 # Random inputs are fresh on every run; the seed is printed in the header so a failure can be replayed
 # with MEDINFER_TEST_SEED=<seed>.
 SESSION_SEED = int(os.environ.get("MEDINFER_TEST_SEED", random.SystemRandom().randrange(2**31)))
@@ -72,3 +77,24 @@ def ct5n():
     from medinfer import samples
 
     return samples.pydicom_ct5n()
+
+
+_SUMMARY: list[tuple[str, list[str]]] = []
+
+
+@pytest.fixture
+def terminal_report():
+    """``add(title, lines)``: print a block in the end-of-run summary, which CI logs show whatever the capture
+    mode (used for the kernels' compile reports)."""
+
+    def add(title: str, lines) -> None:
+        _SUMMARY.append((title, list(lines)))
+
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    for title, lines in _SUMMARY:
+        terminalreporter.section(title)
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -45,6 +45,11 @@ def test_works_without_extension_triton_and_tensorrt(tmp_path):
         from medinfer.models import create
         hu_ok = hu.to_hu(np.full((2, 3, 3), 1000, np.int16), 1.0, -1024.0).tolist() == [[[-24.0] * 3] * 3] * 2
         model = create("msfe", layers=(1, 1, 1, 1), planes=(16, 16, 16, 16), stem_width=16)
+        import torch
+        from medinfer import ops
+        from medinfer.ops import onnx, tensorrt_plugins
+        x = torch.ones(1, 2, 5, 5)
+        fused = ops.dilated_branches(x, [torch.ones(2, 2, 3, 3)], [None], [3])[0].shape == (1, 2, 5, 5)
         rep = info.environment_report()
         print(json.dumps({
             "hu": hu_ok,
@@ -52,9 +57,10 @@ def test_works_without_extension_triton_and_tensorrt(tmp_path):
             "ext": rep["extension"],
             "reasons": {r["backend"]: r["reason"] for r in rep["backends"] if r["device"] == "cuda"},
             "engine": backends.select("engine", "cpu").name,
+            "ops": fused and tensorrt_plugins.trt is None,
         }))
     """)
-    assert out["hu"] and out["model"] == "DDCResNet" and out["engine"] == "onnxruntime"
+    assert out["hu"] and out["model"] == "DDCResNet" and out["engine"] == "onnxruntime" and out["ops"]
     assert out["ext"]["available"] is False
     assert "hidden by the test" in out["ext"]["reason"] and "fallbacks" in out["ext"]["reason"]
     assert "Triton is not installed" in out["reasons"]["triton"]

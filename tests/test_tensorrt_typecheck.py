@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["medinfer.engine.tensorrt_backend", "medinfer.engine.tensorrt_build"]
+MODULES = ["medinfer.engine.tensorrt_backend", "medinfer.engine.tensorrt_build", "medinfer.ops.tensorrt_plugins"]
 MYPY_CONFIG = """
 [mypy]
 python_version = 3.10

@@ -231,7 +231,9 @@ class OctaveConv(nn.Module):
                 nn.init.normal_(w, 0.0, std)
 
     def forward(self, x: OctaveTensor) -> OctaveTensor:
-        return octave_conv(x[0], x[1], self.w_hh, self.w_hl, self.w_lh, self.w_ll, self.stride)
+        from medinfer import ops  # ops dispatches back to octave_conv above: import at call time
+
+        return ops.octave_conv(x[0], x[1], self.w_hh, self.w_hl, self.w_lh, self.w_ll, stride=self.stride)
 
     def extra_repr(self) -> str:
         return f"in_ch={self.in_ch}, out_ch={self.out_ch}, kernel_size={self.w_hh.shape[-1]}, stride={self.stride}"
@@ -313,14 +315,27 @@ def dilated_branches(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tens
     return [F.conv2d(x, w, b, padding=d, dilation=d) for w, b, d in zip(weights, biases, dilations, strict=True)]
 
 
+def ddc_project_sum(residual: Tensor, branches: Sequence[Tensor], weight: Tensor, bias: Tensor | None) -> Tensor:
+    """Reference for the fused epilogue of ``medinfer.ops.dilated_branches``: the end of the dense atrous
+    block, ``residual + Σ_k relu(conv1x1(t_k, weight, bias))``, summed in branch order."""
+    out = residual
+    for t in branches:
+        out = out + F.relu(F.conv2d(t, weight, bias))
+    return out
+
+
 class DenseAtrousBlock(nn.Module):
     """Four cascaded branches of 3×3 dilated convolutions with receptive fields 3, 7, 9 and 19.
 
     As in CE-Net's DAC block the three dilated convolutions (rates 1, 3, 5) are shared between branches:
     ``t1 = d1(x)``, ``t2 = d3(x)``, ``t3 = d3(t1)``, ``t4 = d5(t3)``. Each branch ends in the shared 1×1
     convolution and a ReLU (the paper's Sec. 3.3; CE-Net skips the 1×1 on its first branch) and the
-    branches are summed with the input: ``x + Σ relu(c(t_k))``. The first level is one
-    :func:`dilated_branches` call over ``x`` with dilations (1, 3) — the fused kernel's target.
+    branches are summed with the input: ``x + Σ relu(c(t_k))``.
+
+    ``forward`` runs as three :func:`medinfer.ops.dilated_branches` calls with the projection, ReLU, sum
+    and residual fused (:class:`medinfer.ops.DDCEpilogue`): {d1, d3} over ``x`` keeping ``t1``, then
+    d3 over ``t1`` keeping ``t3``, then d5 over ``t3``; ``t2`` and ``t4`` are never written. On the CPU
+    (and while training) that is the reference, operation for operation.
     """
 
     dilations = (1, 3, 5)
@@ -340,9 +355,15 @@ class DenseAtrousBlock(nn.Module):
         return [t1, t2, t3, t4]
 
     def forward(self, x: Tensor) -> Tensor:
-        out = x
-        for t in self.branches(x):
-            out = out + F.relu(self.project(t))
+        from medinfer import ops  # ops dispatches back to the references above: import at call time
+
+        p = self.project
+        out, t1 = ops.dilated_branches(x, (self.d1.weight, self.d3.weight), (self.d1.bias, self.d3.bias), (1, 3),
+                                       epilogue=ops.DDCEpilogue(p.weight, p.bias, x, keep=(True, False)))
+        out, t3 = ops.dilated_branches(t1, (self.d3.weight,), (self.d3.bias,), (3,),
+                                       epilogue=ops.DDCEpilogue(p.weight, p.bias, out, keep=(True,)))
+        (out,) = ops.dilated_branches(t3, (self.d5.weight,), (self.d5.bias,), (5,),
+                                      epilogue=ops.DDCEpilogue(p.weight, p.bias, out))
         return out
 
 
