@@ -141,3 +141,25 @@ def test_plugin_ops_and_constant_axes_are_accepted():
 def test_opset_outside_tensorrts_range():
     (found,) = tensorrt_problems(_model([helper.make_node("Relu", ["x"], ["y"])], opset=25))
     assert "opset 25 outside" in found
+
+
+def test_plugin_export_for_tensorrt(tmp_path):
+    from medinfer.engine import Engine
+    from medinfer.errors import EngineError
+
+    path = export_onnx(create("ddc_resnet101", **TINY["ddc_resnet101"]), tmp_path / "p.onnx", plugins=True,
+                       progress=False)
+    _, proto, _ = read_export(path)
+    ops = {n.op_type for n in proto.graph.node if n.domain == "medinfer"}
+    assert ops == {"DilatedBranches", "OctaveConv"}
+    assert tensorrt_problems(proto) == []
+    check = json.loads(_props(path)[CHECK_KEY])
+    assert check["max_abs_diff"] <= 1e-4 and check["checked_with"].startswith("onnx.reference")
+    with pytest.raises(EngineError, match="TensorRT plugin nodes.*ONNX Runtime cannot run"):
+        Engine(path)
+
+
+def test_plugins_on_a_model_without_fused_ops(tmp_path):
+    with pytest.raises(ExportError, match="no medinfer plugin node"):
+        export_onnx(create("densenet121", **TINY["densenet121"]), tmp_path / "d.onnx", plugins=True, progress=False)
+    assert not (tmp_path / "d.onnx").exists()

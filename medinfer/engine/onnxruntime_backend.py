@@ -7,7 +7,8 @@ import os
 import numpy as np
 
 from medinfer.engine.base import Engine
-from medinfer.export.onnx import INPUT_NAME, OUTPUT_NAME, read_export
+from medinfer.errors import EngineError
+from medinfer.export.onnx import INPUT_NAME, OUTPUT_NAME, plugin_ops, read_export
 
 
 class OnnxRuntimeEngine(Engine):
@@ -17,7 +18,12 @@ class OnnxRuntimeEngine(Engine):
         import onnxruntime as ort
 
         super().__init__(path)
-        data, _, self.metadata = read_export(self.path, verify=verify)
+        data, proto, self.metadata = read_export(self.path, verify=verify)
+        plugins = plugin_ops(proto)
+        if plugins:
+            raise EngineError(f"{self.path}: the graph holds medinfer TensorRT plugin nodes ({', '.join(plugins)}), "
+                              "which ONNX Runtime cannot run; build a TensorRT plan from it (`medinfer build`), or "
+                              "export without --plugins for ONNX Runtime")
         self.device = device or "cpu"
         opts = ort.SessionOptions()
         if threads is None and hasattr(os, "sched_getaffinity"):

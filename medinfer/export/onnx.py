@@ -28,6 +28,7 @@ from torch import nn
 
 from medinfer.errors import EngineError, MedinferError
 from medinfer.metadata import ModelMetadata, sha256_bytes
+from medinfer.ops import onnx as ops_onnx
 from medinfer.preprocess import Preprocess
 
 DEFAULT_OPSET = 20  # inside TensorRT 10's 9..24 and ONNX Runtime's supported range
@@ -88,15 +89,33 @@ def _quiet_exporter():
         logger.setLevel(level)
 
 
-def _parity(graph: bytes, model: nn.Module, input_shape: tuple[int, int, int], batch: int) -> float:
-    import onnxruntime as ort
-
+def _parity(proto: onnx.ModelProto, model: nn.Module, input_shape: tuple[int, int, int], batch: int,
+            plugins: bool) -> tuple[float, str]:
+    """Max abs difference of the exported graph's probabilities from PyTorch's on a fresh random batch, and
+    what ran the graph: ONNX Runtime, or (for plugin graphs, which it cannot run) ONNX's reference evaluator
+    with the plugin nodes evaluated by their PyTorch references."""
     x = torch.randn(batch, *input_shape, generator=torch.Generator().manual_seed(int.from_bytes(os.urandom(4))))
     with torch.no_grad():
         expected = Probabilities(model).eval()(x).numpy()
-    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {INPUT_NAME: x.numpy()})
-    return float(np.abs(got - expected).max())
+    if plugins:
+        from onnx.reference import ReferenceEvaluator
+
+        (got,) = ReferenceEvaluator(proto, new_ops=ops_onnx.reference_ops()).run(None, {INPUT_NAME: x.numpy()})
+        runner = f"onnx.reference {onnx.__version__} (plugin nodes by their PyTorch references)"
+    else:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        (got,) = session.run(None, {INPUT_NAME: x.numpy()})
+        runner = f"onnxruntime {ort.__version__}"
+    return float(np.abs(got - expected).max()), runner
+
+
+def plugin_ops(proto: onnx.ModelProto) -> list[str]:
+    """The medinfer TensorRT plugin ops a graph contains (empty for a standard-operator graph)."""
+    from medinfer.export.tensorrt_support import PLUGIN_DOMAIN
+
+    return sorted({n.op_type for n in proto.graph.node if n.domain == PLUGIN_DOMAIN})
 
 
 def _write_atomically(proto: onnx.ModelProto, path: Path) -> None:
@@ -111,15 +130,15 @@ def _write_atomically(proto: onnx.ModelProto, path: Path) -> None:
 
 
 def export_onnx(model_or_checkpoint, path: str | Path, *, opset: int | None = None, dynamic_batch: bool = True,
-                class_names=None, preprocess: Preprocess | None = None, atol: float = 1e-4,
+                class_names=None, preprocess: Preprocess | None = None, plugins: bool = False, atol: float = 1e-4,
                 progress: bool | None = None) -> Path:
     """Export a model (made by :func:`medinfer.models.create`) or a checkpoint to ONNX at ``path``.
 
     Class names and preprocessing come from the checkpoint, or the model's registry entry, unless given.
-    Raises :class:`ExportError` when the checker or the ONNX Runtime parity run fails; nothing is written
-    then. Returns ``path``.
+    ``plugins=True`` records the fused DDC and octave ops as ``medinfer::`` custom nodes for medinfer's
+    TensorRT plugins (such a graph is for ``medinfer build`` only: ONNX Runtime cannot run it). Raises
+    :class:`ExportError` when the checker or the parity run fails; nothing is written then. Returns ``path``.
     """
-    import onnxruntime
     from tqdm import tqdm
 
     path = Path(path)
@@ -131,10 +150,12 @@ def export_onnx(model_or_checkpoint, path: str | Path, *, opset: int | None = No
         # Batch 2 in the example: torch.export specialises sizes 0 and 1.
         example = torch.randn(2, *shape)
         dynamic = {INPUT_NAME: {0: torch.export.Dim("batch", min=1)}} if dynamic_batch else None
-        with torch.no_grad(), _quiet_exporter():
-            program = torch.onnx.export(Probabilities(model).eval(), (example,), dynamo=True, input_names=[INPUT_NAME],
-                                        output_names=[OUTPUT_NAME], dynamic_shapes=dynamic,
-                                        opset_version=opset or DEFAULT_OPSET, external_data=False, verbose=False)
+        with torch.no_grad(), _quiet_exporter(), ops_onnx.plugin_nodes() if plugins else contextlib.nullcontext():
+            program = torch.onnx.export(
+                Probabilities(model).eval(), (example,), dynamo=True, input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME], dynamic_shapes=dynamic, opset_version=opset or DEFAULT_OPSET,
+                external_data=False, verbose=False,
+                custom_translation_table=ops_onnx.translation_table() if plugins else None)
         proto = program.model_proto
         steps.update()
 
@@ -145,12 +166,16 @@ def export_onnx(model_or_checkpoint, path: str | Path, *, opset: int | None = No
             raise ExportError(f"{path}: the exported graph fails onnx.checker: {exc}") from None
         steps.update()
 
-        steps.set_postfix_str("ONNX Runtime parity")
-        diff = _parity(proto.SerializeToString(), model, shape, batch=3 if dynamic_batch else 2)
+        steps.set_postfix_str("parity")
+        diff, runner = _parity(proto, model, shape, 3 if dynamic_batch else 2, plugins)
         if not diff <= atol:
-            raise ExportError(f"{path}: ONNX Runtime disagrees with PyTorch by {diff:.3g} (max abs difference of "
+            raise ExportError(f"{path}: {runner} disagrees with PyTorch by {diff:.3g} (max abs difference of "
                               f"probabilities, tolerance {atol:g}); nothing was written")
-        check = {"max_abs_diff": diff, "atol": atol, "onnxruntime": onnxruntime.__version__, "torch": torch.__version__}
+        if plugins and not plugin_ops(proto):
+            raise ExportError(f"{path}: plugins=True but the graph has no medinfer plugin node ({meta.name} uses no "
+                              "fused op, or none the kernels cover); export without plugins")
+        check = {"max_abs_diff": diff, "atol": atol, "checked_with": runner, "torch": torch.__version__,
+                 "plugins": plugin_ops(proto)}
         onnx.helper.set_model_props(proto, {**meta.to_props(), GRAPH_SHA_KEY: graph_sha256(proto),
                                             CHECK_KEY: json.dumps(check)})
         proto.doc_string = f"medinfer {meta.name}: {', '.join(meta.class_names)}"
