@@ -106,7 +106,8 @@ def run(comparisons: list[cases.Comparison], *, min_time: float, progress: bool 
     from tqdm import tqdm
 
     rows = []
-    for c in tqdm(comparisons, desc="benchmarks", unit="comparison", disable=None if progress is None else not progress):
+    bar = tqdm(comparisons, desc="benchmarks", unit="comparison", disable=None if progress is None else not progress)
+    for c in bar:
         base, cand = measure(c.baseline, min_time=min_time), measure(c.candidate, min_time=min_time)
         speedup = base.seconds / cand.seconds
         rows.append(Row(
