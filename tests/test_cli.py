@@ -51,20 +51,25 @@ def test_console_script_is_installed():
 
 # --- export / predict / validate-engine on the real chest CT ---------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
+def tiny_export(tmp_path_factory):
+    """A tiny DDC-ResNet101 checkpoint, and its export by `medinfer export`."""
     from tiny import TINY
 
     from medinfer.checkpoint import save_checkpoint
     from medinfer.models import create
 
     out = tmp_path_factory.mktemp("cli")
-    return save_checkpoint(create("ddc_resnet101", **TINY["ddc_resnet101"]), out / "ddc")
+    checkpoint = save_checkpoint(create("ddc_resnet101", **TINY["ddc_resnet101"]), out / "ddc")
+    assert main(["export", str(checkpoint), "-o", str(out / "ddc.onnx")]) == 0
+    return checkpoint, out / "ddc.onnx"
 
 
-def test_export_predict_validate(tiny_checkpoint, chest_ct, tmp_path, capsys):
-    onnx_path = tmp_path / "ddc.onnx"
-    assert main(["export", str(tiny_checkpoint), "-o", str(onnx_path)]) == 0
-    assert "max_abs_diff" in capsys.readouterr().out
+def test_export_predict_validate(tiny_export, chest_ct, tmp_path, capsys):
+    from medinfer.export.onnx import CHECK_KEY, read_export
+
+    tiny_checkpoint, onnx_path = tiny_export
+    props = {p.key: p.value for p in read_export(onnx_path)[1].metadata_props}
+    assert json.loads(props[CHECK_KEY])["max_abs_diff"] <= 1e-4
 
     # One real series, one folder of the same slices with a foreign file mixed in.
     series_b = tmp_path / "with_foreign"
@@ -91,14 +96,13 @@ def test_export_predict_validate(tiny_checkpoint, chest_ct, tmp_path, capsys):
     assert result["passed"] and result["slices"] == 64 and result["max_abs_diff"] < 1e-4
 
 
-def test_validate_engine_refuses_an_unrelated_reference(tiny_checkpoint, tmp_path, capsys):
+def test_validate_engine_refuses_an_unrelated_reference(tiny_export, tmp_path, capsys):
     from tiny import TINY
 
     from medinfer.checkpoint import save_checkpoint
     from medinfer.models import create
 
-    onnx_path = tmp_path / "ddc.onnx"
-    assert main(["export", str(tiny_checkpoint), "-o", str(onnx_path)]) == 0
+    _, onnx_path = tiny_export
     other = save_checkpoint(create("ddc_resnet101", **TINY["ddc_resnet101"]), tmp_path / "other")
     assert main(["validate-engine", str(onnx_path), "--reference", str(other), "--data", str(tmp_path)]) == 1
     assert "was not made from" in capsys.readouterr().err

@@ -26,11 +26,15 @@ def _props(path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
+def models():
+    return {name: create(name, **TINY[name]).eval() for name in list_models()}
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, models):
     """Every registered model, tiny, exported once for the tests of this module."""
     out = tmp_path_factory.mktemp("exports")
-    return {name: export_onnx(create(name, **TINY[name]), out / f"{name}.onnx", progress=False)
-            for name in list_models()}
+    return {name: export_onnx(model, out / f"{name}.onnx", progress=False) for name, model in models.items()}
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -49,9 +53,8 @@ def test_every_model_exports_with_parity_and_metadata(exports, name):
 
 
 @pytest.mark.parametrize("name", ["ddc_resnet101", "resdense_net"])
-def test_dynamic_batch_matches_pytorch(tmp_path, name, rng):
-    model = create(name, **TINY[name]).eval()
-    path = export_onnx(model, tmp_path / f"{name}.onnx", progress=False)
+def test_dynamic_batch_matches_pytorch(models, exports, name, rng):
+    model, path = models[name], exports[name]
     session = ort.InferenceSession(str(path))
     for batch in (1, 5):
         x = rng.standard_normal((batch, *read_export(path)[2].input_shape)).astype(np.float32)
@@ -89,9 +92,9 @@ def test_export_leaves_the_callers_model_alone(tmp_path):
 
 
 def test_parity_failure_writes_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(export_mod, "_parity", lambda *a, **k: 0.5)
+    monkeypatch.setattr(export_mod, "_parity", lambda *a, **k: (0.5, "onnxruntime"))
     target = tmp_path / "bad.onnx"
-    with pytest.raises(ExportError, match="disagrees with PyTorch by 0.5"):
+    with pytest.raises(ExportError, match="onnxruntime disagrees with PyTorch by 0.5"):
         export_onnx(create("densenet121", **TINY["densenet121"]), target, progress=False)
     assert list(tmp_path.iterdir()) == []
 
