@@ -10,7 +10,7 @@ from medinfer import __version__
 from medinfer.errors import MedinferError
 
 # Subcommand modules, in the order `medinfer --help` lists them.
-COMMANDS = ("info", "models", "export", "build", "predict", "validate_engine")
+COMMANDS = ("info", "models", "phantom", "train", "evaluate", "export", "build", "predict", "validate_engine")
 
 
 def build_parser() -> argparse.ArgumentParser:
