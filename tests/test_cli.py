@@ -52,9 +52,10 @@ def test_console_script_is_installed():
 # --- export / predict / validate-engine on the real chest CT ---------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
+    from tiny import TINY
+
     from medinfer.checkpoint import save_checkpoint
     from medinfer.models import create
-    from tiny import TINY
 
     out = tmp_path_factory.mktemp("cli")
     return save_checkpoint(create("ddc_resnet101", **TINY["ddc_resnet101"]), out / "ddc")
@@ -91,9 +92,10 @@ def test_export_predict_validate(tiny_checkpoint, chest_ct, tmp_path, capsys):
 
 
 def test_validate_engine_refuses_an_unrelated_reference(tiny_checkpoint, tmp_path, capsys):
+    from tiny import TINY
+
     from medinfer.checkpoint import save_checkpoint
     from medinfer.models import create
-    from tiny import TINY
 
     onnx_path = tmp_path / "ddc.onnx"
     assert main(["export", str(tiny_checkpoint), "-o", str(onnx_path)]) == 0
