@@ -191,7 +191,7 @@ def test_torchrun_two_cpu_processes(roi_data, tmp_path):
     report = tmp_path / "report"
     report.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MEDINFER_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0", str(script),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
            str(roi_data), str(tmp_path / "run"), str(report), json.dumps(TINY["se_resnet101"])]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

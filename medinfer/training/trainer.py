@@ -183,6 +183,7 @@ def train(model: str, data: str | Path, out: str | Path, *, epochs: int, batch_s
     try:
         source = discover(data)
         class_names = _class_names(source.labels, model)
+        torch.manual_seed(seed)  # the initial weights, like everything after them, follow from the seed
         net = create(model, num_classes=len(class_names), **overrides)
         preprocess = dataclasses.replace(spec.preprocess, channels=net.creation["in_chans"],
                                          size=tuple(input_size) if input_size else spec.preprocess.size)
