@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from medinfer._version import __version__
 
-_SUBMODULES = ("backends", "checkpoint", "engine", "errors", "export", "hu", "info", "io", "kernels", "models",
-               "ops", "preprocess", "resize", "runtime", "samples")
+_SUBMODULES = ("backends", "checkpoint", "data", "engine", "errors", "evaluation", "export", "hu", "info", "io",
+               "kernels", "models", "ops", "phantom", "preprocess", "resize", "runtime", "samples", "training")
 # Names re-exported at the top level, loaded with their module on first access.
 _ATTRIBUTES = {
     "load_series": "medinfer.io",
@@ -26,14 +26,18 @@ _ATTRIBUTES = {
     "export_onnx": "medinfer.export",
     "load_checkpoint": "medinfer.checkpoint",
     "save_checkpoint": "medinfer.checkpoint",
+    "train": "medinfer.training",
+    "evaluate": "medinfer.evaluation",
 }
 
 if TYPE_CHECKING:
     from medinfer import (  # noqa: F401
         backends,
         checkpoint,
+        data,
         engine,
         errors,
+        evaluation,
         export,
         hu,
         info,
@@ -41,17 +45,21 @@ if TYPE_CHECKING:
         kernels,
         models,
         ops,
+        phantom,
         preprocess,
         resize,
         runtime,
         samples,
+        training,
     )
     from medinfer.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
     from medinfer.engine import Engine, SeriesPrediction, build_engine  # noqa: F401
+    from medinfer.evaluation import evaluate  # noqa: F401
     from medinfer.export import export_onnx  # noqa: F401
     from medinfer.io import Series, load_series, load_study  # noqa: F401
     from medinfer.preprocess import Preprocess  # noqa: F401
     from medinfer.runtime import SeriesBatcher  # noqa: F401
+    from medinfer.training import train  # noqa: F401
 
 
 def __getattr__(name: str):

@@ -102,7 +102,8 @@ def run_mypy(stubs: Path, cache: Path, *files: str) -> subprocess.CompletedProce
 def test_tensorrt_code_typechecks(tensorrt_stubs, tmp_path):
     # The repository's sources, not the installed copy: given a file in site-packages, mypy takes
     # site-packages for a source root and stops at every library there that shadows a stub (mypy_extensions).
-    proc = run_mypy(tensorrt_stubs, tmp_path / "cache", *[str(SOURCE_ROOT / (m.replace(".", "/") + ".py")) for m in MODULES])
+    sources = [str(SOURCE_ROOT / (m.replace(".", "/") + ".py")) for m in MODULES]
+    proc = run_mypy(tensorrt_stubs, tmp_path / "cache", *sources)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Success" in proc.stdout
 

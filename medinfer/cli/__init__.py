@@ -10,7 +10,8 @@ from medinfer import __version__
 from medinfer.errors import MedinferError
 
 # Subcommand modules, in the order `medinfer --help` lists them.
-COMMANDS = ("demo", "info", "models", "export", "build", "predict", "validate_engine", "bench")
+COMMANDS = ("demo", "info", "models", "phantom", "train", "evaluate", "export", "build", "predict", "validate_engine",
+            "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

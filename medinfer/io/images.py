@@ -95,6 +95,8 @@ def load_image_series(files: list[Path], folder: Path) -> Series:
     images: list[_Image] = []
     for path in sorted(files):
         number = slice_number(path)
+        if number is None and len(files) == 1:
+            number = 0  # a single image (an ROI) needs no number to be ordered by
         if number is None:
             skipped.append((str(path), "no slice number in the file name: image slices are ordered by it"))
             continue

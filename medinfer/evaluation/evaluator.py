@@ -1,0 +1,80 @@
+"""``evaluate``: a trained model (run folder, checkpoint or engine file) on a labelled split, through the
+deployment path.
+
+Every item goes through :meth:`medinfer.Engine.predict_many` — the engine the file calls for (PyTorch for a
+checkpoint, ONNX Runtime for ``.onnx``, TensorRT for ``.plan``), fed by the C++ series batcher with the
+model's stored ``Preprocess`` — so the figures are those of the artefact that would be deployed. An ROI
+is a one-slice series. For series data the slice probabilities are averaged per series (seed 003) and
+the series-level metrics are the headline; slice-level metrics (each slice with its series' label) come
+beside them.
+
+Writes ``metrics.json`` (metrics, per-item predictions, every file that was not used), ``roc.png`` and
+``confusion.png`` into ``out``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from medinfer.data.dataset import discover
+from medinfer.data.slices import class_index, read_items
+from medinfer.errors import InputError
+from medinfer.evaluation.metrics import classification_metrics
+from medinfer.evaluation.plots import plot_confusion, plot_roc
+
+
+def resolve_model(path: str | Path) -> Path:
+    """A run folder's best checkpoint (``best.json``), or the checkpoint / engine file given."""
+    path = Path(path)
+    if path.is_dir() and (path / "best.json").is_file() and (path / "run.json").is_file():
+        return path / "best.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such run folder, checkpoint or engine file")
+    return path
+
+
+def evaluate(run_or_checkpoint: str | Path, data: str | Path, out: str | Path, *, split: str = "test",
+             progress: bool | None = None, aggregate: str = "mean", backend: str | None = None,
+             device: str | None = None) -> dict:
+    """Metrics of a model on ``split`` of ``data``; see the module docstring. Returns what ``metrics.json``
+    holds (without the per-item ROC points)."""
+    from medinfer.engine import Engine
+
+    model_path = resolve_model(run_or_checkpoint)
+    engine = Engine(model_path, backend=backend, device=device)
+    names = tuple(engine.class_names)
+    source = discover(data)
+    items = source.items(split)
+    labels = class_index(names, items, f"{source.root} ({split})")
+    series, used, skipped = read_items(source, items, progress, desc=f"reading {split}")
+    if not series:
+        raise InputError(f"{source.root}: no usable item in the {split!r} split")
+    skipped = [*source.skipped, *skipped]
+    y = labels[used]
+    preds = engine.predict_many(series, aggregate=aggregate, progress=progress)
+    probs = np.stack([[p.probabilities[c] for c in names] for p in preds])
+    headline = classification_metrics(y, probs, names)
+    level = "series" if source.kind == "series" else "roi"
+    result = {"model": str(model_path), "engine": engine.backend, "device": engine.device, "data": str(source.root),
+              "split": split, "kind": source.kind, "level": level, "class_names": list(names), **headline}
+    if source.kind == "series":
+        slice_probs = np.concatenate([p.slice_probabilities for p in preds])
+        slice_y = np.repeat(y, [len(p.slice_probabilities) for p in preds])
+        result["aggregate"] = aggregate
+        result["slice_level"] = {k: v for k, v in classification_metrics(slice_y, slice_probs, names).items()
+                                 if k != "roc"}
+    result["predictions"] = [
+        {"path": str(items[i].path), "label": items[i].label, "predicted": p.label,
+         "probabilities": {c: round(v, 6) for c, v in p.probabilities.items()}, "slices": len(p.slice_probabilities)}
+        for i, p in zip(used, preds, strict=True)]
+    result["skipped"] = [{"path": p, "reason": r} for p, r in skipped]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{engine.metadata.name} on {Path(source.root).name}/{split} ({level} level, n={headline['n']})"
+    plot_roc(headline, out / "roc.png", title=f"ROC — {title}")
+    plot_confusion(headline, names, out / "confusion.png", title=f"accuracy {headline['accuracy']:.3f} — {title}")
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return {k: v for k, v in result.items() if k != "roc"}
