@@ -103,10 +103,10 @@ def _backend(label: str) -> str:
 
 
 def run(comparisons: list[cases.Comparison], *, min_time: float, progress: bool | None = None) -> list[Row]:
-    from tqdm import tqdm
+    from medinfer.progress import progress_bar
 
     rows = []
-    bar = tqdm(comparisons, desc="benchmarks", unit="comparison", disable=None if progress is None else not progress)
+    bar = progress_bar(comparisons, desc="benchmarks", unit="comparison", progress=progress)
     for c in bar:
         base, cand = measure(c.baseline, min_time=min_time), measure(c.candidate, min_time=min_time)
         speedup = base.seconds / cand.seconds

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
+    from medinfer.demo import DEMO_EPOCHS, DEMO_PER_CLASS
+
     p = sub.add_parser("demo", help="the whole path on this machine in a few minutes: data, training, export, "
                                     "engine, predictions")
     p.add_argument("--out", default="medinfer-demo", help="folder for everything it makes (default %(default)s)")
     p.add_argument("--gpu", action="store_true", help="train and infer on the GPU (CUDA)")
-    p.add_argument("--per-class", type=int, default=60, help="phantom ROIs per class (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=6, help="training epochs (default %(default)s)")
+    p.add_argument("--per-class", type=int, default=DEMO_PER_CLASS, help="phantom ROIs per class (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="training epochs (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 

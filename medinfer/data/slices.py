@@ -67,12 +67,11 @@ def read_items(source: DataSource, items: list[Item], progress: bool | None = No
     """``(series, used, skipped)``: every item read as a Series, ``used`` the index in ``items`` of each;
     unusable items are in ``skipped`` with the reason (and a warning), as are files a series' loader set
     aside."""
-    from tqdm import tqdm
-
     from medinfer.io import load_series
+    from medinfer.progress import progress_bar
 
     series, used, skipped = [], [], []
-    bar = tqdm(items, desc=desc, unit=source.kind, leave=False, disable=None if progress is None else not progress)
+    bar = progress_bar(items, desc=desc, unit=source.kind, leave=False, progress=progress)
     for index, it in enumerate(bar):
         try:
             s = read_roi(it.path) if source.kind == "roi" else load_series(it.path)

@@ -161,24 +161,22 @@ class Engine(abc.ABC):
         ``load`` time is its own; ``preprocess`` and ``infer`` are shared work, apportioned to series by their
         slice counts.
         """
-        from tqdm import tqdm
-
         from medinfer.io import Series, load_series
+        from medinfer.progress import progress_bar
         from medinfer.runtime import SeriesBatcher
         from medinfer.runtime.batcher import check_aggregate
 
         check_aggregate(aggregate, k)
-        bars = {"disable": None if progress is None else not progress, "leave": False}
         start = time.perf_counter()
         loaded, load_times = [], []
-        for src in tqdm(series_list, desc="loading", unit="series", **bars):
+        for src in progress_bar(series_list, desc="loading", unit="series", leave=False, progress=progress):
             t = time.perf_counter()
             loaded.append(src if isinstance(src, Series) else load_series(src))
             load_times.append(time.perf_counter() - t)
         total = sum(len(s) for s in loaded)
         infer_s = 0.0
         with SeriesBatcher(self.preprocess, self.preferred_batch).run(loaded) as run, \
-                tqdm(total=total, desc="inference", unit="slice", **bars) as bar:
+                progress_bar(total=total, desc="inference", unit="slice", leave=False, progress=progress) as bar:
             for batch in run:
                 t = time.perf_counter()
                 scores = self.infer(batch.data[: batch.count])

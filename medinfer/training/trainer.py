@@ -159,11 +159,10 @@ def train(model: str, data: str | Path, out: str | Path, *, epochs: int, batch_s
     ``resume``: continue the run in ``out`` from its last completed epoch up to ``epochs``. ``progress``:
     tqdm bars (None: on a terminal only).
     """
-    from tqdm import tqdm
-
     from medinfer.checkpoint import save_checkpoint
     from medinfer.evaluation.plots import plot_history
     from medinfer.models import create, get_spec
+    from medinfer.progress import progress_bar
 
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InputError(f"epochs must be a positive integer, got {epochs!r}")
@@ -193,7 +192,7 @@ def train(model: str, data: str | Path, out: str | Path, *, epochs: int, batch_s
         elif (run_dir / "state").exists():
             raise InputError(f"{run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose "
                              "another folder")
-        bars = {"disable": True if not dist.main else (None if progress is None else not progress)}
+        shown = progress if dist.main else False
         train_set = load_split(source, "train", preprocess, class_names, progress=progress if dist.main else False)
         if source.has("val"):
             val_set = load_split(source, "val", preprocess, class_names, progress=progress if dist.main else False)
@@ -241,8 +240,8 @@ def train(model: str, data: str | Path, out: str | Path, *, epochs: int, batch_s
             return save_checkpoint(net, run_dir / name, class_names=class_names, preprocess=preprocess,
                                    training=training)
 
-        epoch_bar = tqdm(range(start_epoch, epochs), desc=f"train {model}", unit="epoch", initial=start_epoch,
-                         total=epochs, **bars)
+        epoch_bar = progress_bar(range(start_epoch, epochs), desc=f"train {model}", unit="epoch",
+                                 initial=start_epoch, total=epochs, progress=shown)
         wrapped = _wrap(net, dist, device)
         for epoch in epoch_bar:
             new_phase = 1 if epoch < frozen else 2
@@ -258,7 +257,7 @@ def train(model: str, data: str | Path, out: str | Path, *, epochs: int, batch_s
             perm = torch.randperm(len(train_set), generator=gen)
             t0, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
             batches = range(0, len(perm), batch_size)
-            for start in tqdm(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False, **bars):
+            for start in progress_bar(batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False, progress=shown):
                 global_batch = perm[start : start + batch_size]
                 idx = dist.shard(global_batch)
                 aug_gen = torch.Generator().manual_seed(int(seed * 1_000_003 + epoch * 10_007 + start))
