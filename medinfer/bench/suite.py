@@ -108,7 +108,7 @@ def run(comparisons: list[cases.Comparison], *, min_time: float, progress: bool 
     rows = []
     bar = progress_bar(comparisons, desc="benchmarks", unit="comparison", progress=progress)
     for c in bar:
-        base, cand = measure(c.baseline, min_time=min_time), measure(c.candidate, min_time=min_time)
+        base, cand = measure([c.baseline, c.candidate], min_time=min_time)
         speedup = base.seconds / cand.seconds
         rows.append(Row(
             group=c.group, model=c.model, batch=c.batch, items=c.items, baseline=c.baseline_label,
