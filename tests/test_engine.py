@@ -14,6 +14,7 @@ from tiny import TINY
 from medinfer import backends
 from medinfer.checkpoint import save_checkpoint
 from medinfer.engine import Engine, SeriesPrediction
+from medinfer.engine.base import cpu_batch
 from medinfer.engine.onnxruntime_backend import OnnxRuntimeEngine
 from medinfer.engine.tensorrt_backend import PlanRecord, TensorRTEngine, sidecar_path
 from medinfer.engine.tensorrt_build import parse_batch_range
@@ -66,6 +67,12 @@ def test_infer_names_the_expected_shape(artefacts):
     assert engine.infer(np.zeros((0, 1, 64, 64), np.float32)).shape == (0, 4)
 
 
+@pytest.mark.parametrize(("shape", "batch"), [((1, 64, 64), 64), ((3, 256, 256), 4), ((1, 97, 131), 20),
+                                              ((1, 1024, 1024), 1), ((1, 8, 8), 64)])
+def test_cpu_batch_holds_a_fixed_number_of_pixels(shape, batch):
+    assert cpu_batch(shape) == batch
+
+
 def test_predict_on_an_hu_array(artefacts, rng):
     engine = Engine(artefacts["onnx"])
     hu = _hu_series(rng, 9)
@@ -84,7 +91,8 @@ def test_predict_on_an_hu_array(artefacts, rng):
 @pytest.mark.parametrize("aggregate", ["mean", "max", "topk"])
 def test_predict_many_batches_across_series_without_mixing_them(artefacts, rng, aggregate):
     engine = Engine(artefacts["onnx"])
-    series = [_hu_series(rng, n) for n in (5, 40, 1, 33)]  # crosses batch boundaries of 32
+    assert engine.preferred_batch == 64  # a 64×64 model on the CPU
+    series = [_hu_series(rng, n) for n in (5, 70, 1, 63)]  # crosses two batch boundaries
     k = 3 if aggregate == "topk" else None
     many = engine.predict_many(series, aggregate=aggregate, k=k)
     for hu, pred in zip(series, many, strict=True):

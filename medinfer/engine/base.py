@@ -70,6 +70,18 @@ def _backend_for_file(path: Path) -> str:
                       "checkpoint: .safetensors + .json, for PyTorch)")
 
 
+# On a CPU, throughput grows with the batch only while a batch's activations stay in cache. Measured on two EPYC
+# cores (benchmarks/results/bench-epyc-2core.json): DDC-ResNet101 at 64² peaks at batch 64, Res-Dense Net at
+# 256² at batch 4-8 — about 2^18 input pixels per batch either way.
+CPU_BATCH_PIXELS = 2**18
+
+
+def cpu_batch(input_shape: tuple[int, ...]) -> int:
+    """The batch size for CPU inference at ``input_shape`` (``(C, H, W)``)."""
+    h, w = input_shape[-2:]
+    return max(1, min(64, CPU_BATCH_PIXELS // (h * w)))
+
+
 class Engine(abc.ABC):
     """Load an engine file; see the module docstring. ``backend`` forces one (``"onnxruntime"``,
     ``"tensorrt"``, ``"torch"``; or ``MEDINFER_ENGINE_BACKEND``); ``device`` is ``"cpu"`` or ``"cuda"``
@@ -123,7 +135,7 @@ class Engine(abc.ABC):
     @property
     def preferred_batch(self) -> int:
         """The batch size the series batcher fills for this engine."""
-        return 32
+        return cpu_batch(self.input_shape) if self.device == "cpu" else 32
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({str(self.path)!r}, model={self.metadata.name}, device={self.device}, "

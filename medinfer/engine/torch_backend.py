@@ -78,7 +78,7 @@ class TorchEngine(Engine):
 
     @property
     def preferred_batch(self) -> int:
-        return 128 if self.device == "cuda" else 32
+        return 128 if self.device == "cuda" else super().preferred_batch
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._graphs is not None:
