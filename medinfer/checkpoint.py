@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from medinfer.errors import EngineError, InputError
-from medinfer.metadata import ModelMetadata, serialize_weights, sha256_bytes
+from medinfer.metadata import ModelMetadata, read_json_record, serialize_weights, sha256_bytes
 from medinfer.preprocess import Preprocess
 
 CHECKPOINT_FORMAT = "medinfer-checkpoint"
@@ -108,12 +108,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     from medinfer.models import create
 
     config = find_config(path)
-    try:
-        doc = json.loads(config.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EngineError(f"{config}: unreadable checkpoint config ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
-        raise EngineError(f"{config}: not a medinfer checkpoint config (no \"format\": \"{CHECKPOINT_FORMAT}\")")
+    doc = read_json_record(config, CHECKPOINT_FORMAT, "checkpoint config")
     meta = ModelMetadata.from_dict(doc, config)
     weights = config.parent / str(doc.get("weights", ""))
     if not weights.is_file():

@@ -157,3 +157,14 @@ def serialize_weights(state_dict: Mapping) -> bytes:
 
     return save({k: v.detach().contiguous().cpu() for k, v in sorted(state_dict.items())})
 
+
+def read_json_record(path: Path, fmt: str, what: str) -> dict:
+    """A medinfer JSON file (checkpoint config, plan record): parsed and checked to be an object with
+    ``"format": fmt``; errors name the file and say which ``what`` it failed to be."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EngineError(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise EngineError(f"{path}: not a medinfer {what} (no \"format\": \"{fmt}\")")
+    return doc

@@ -24,7 +24,7 @@ from medinfer import __version__
 from medinfer.engine.base import Engine
 from medinfer.errors import EngineError
 from medinfer.export.onnx import INPUT_NAME, OUTPUT_NAME
-from medinfer.metadata import ModelMetadata, sha256_file
+from medinfer.metadata import ModelMetadata, read_json_record, sha256_file
 
 PLAN_FORMAT = "medinfer-tensorrt-plan"
 PLAN_FORMAT_VERSION = 1
@@ -73,12 +73,7 @@ class PlanRecord:
         if not path.is_file():
             raise EngineError(f"{plan}: its record {path.name} is missing; medinfer only runs plans it built (with "
                               f"the record beside them): `medinfer build MODEL.onnx -o {plan.name}`")
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EngineError(f"{path}: unreadable plan record ({exc})") from None
-        if not isinstance(d, dict) or d.get("format") != PLAN_FORMAT:
-            raise EngineError(f"{path}: not a medinfer plan record (no \"format\": \"{PLAN_FORMAT}\")")
+        d = read_json_record(path, PLAN_FORMAT, "plan record")
         if d.get("format_version") != PLAN_FORMAT_VERSION:
             raise EngineError(f"{path}: plan record version {d.get('format_version')!r}, this medinfer reads "
                               f"{PLAN_FORMAT_VERSION}; rebuild the plan with this medinfer")
