@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import JPEGLSLossless, generate_uid
+from pydicom.uid import MPEG2MPML, JPEGLSLossless, generate_uid
 
 from medinfer import load_series, load_study
 from medinfer.errors import InputError, MultipleSeriesError, SeriesError
@@ -146,6 +146,11 @@ def _broken_study(ct5n: Path, root: Path) -> dict[str, str]:
 
     expected["jpegls.dcm"] = ("image size 64×64 differs" if get_decoder(JPEGLSLossless).is_available
                               else "no decoder is installed; any of these would decode it: gdcm")
+    # The same slice labelled MPEG-2 video: a transfer syntax pydicom has no decoder for at all.
+    jls.file_meta.TransferSyntaxUID = MPEG2MPML
+    _write(jls, root / "mpeg2.dcm")
+    expected["mpeg2.dcm"] = "pixel data compressed as MPEG2 Main Profile / Main Level (1.2.840.10008.1.2.4.100), " \
+                            "which pydicom cannot decode"
     return expected
 
 
