@@ -58,8 +58,9 @@ BUDGETS = {
 
 def _params(model: str, overrides: dict) -> float:
     from medinfer.models import create
+    from medinfer.models.summary import count_params
 
-    return sum(p.numel() for p in create(model, **overrides).parameters()) / 1e6
+    return count_params(create(model, **overrides)) / 1e6
 
 
 def _run(model: str, overrides: dict, data: Path, work: Path, budget: dict, args, **train_kw) -> dict:
@@ -86,29 +87,27 @@ def liver(args, budget: dict, work: Path) -> dict:
     from medinfer.phantom import make_liver_roi
 
     data = work / "liver-roi"
-    t0 = time.perf_counter()
     make_liver_roi(data, budget["per_class"], args.seed, progress=args.progress)
-    rows = []
-    for model in PAPER_TABLE3:
-        overrides = {} if args.full else (LIVER_CPU_DDC if "ddc" in model else LIVER_CPU)
-        rows.append(_run(model, overrides, data, work, budget, args, loss=args.loss))
-    return {"data": {"kind": "liver-roi", "per_class": budget["per_class"], "seed": args.seed,
-                     "phantom": json.loads((data / "phantom.json").read_text())},
-            "rows": rows, "total_seconds": time.perf_counter() - t0}
+    return _compare(args, budget, work, data, {"kind": "liver-roi", "per_class": budget["per_class"]},
+                    {m: {} if args.full else (LIVER_CPU_DDC if "ddc" in m else LIVER_CPU) for m in PAPER_TABLE3},
+                    loss=args.loss)
 
 
 def covid(args, budget: dict, work: Path) -> dict:
     from medinfer.phantom import make_covid_series
 
     data = work / "covid-series"
-    t0 = time.perf_counter()
     make_covid_series(data, budget["n_series"], args.seed, progress=args.progress)
-    rows = []
-    for model in ("resdense_net", "densenet_pair"):
-        overrides = {} if args.full else COVID_CPU[model]
-        rows.append(_run(model, overrides, data, work, budget, args, frozen_epochs=budget["frozen_epochs"]))
-    return {"data": {"kind": "covid-series", "n_series": budget["n_series"], "seed": args.seed,
-                     "phantom": json.loads((data / "phantom.json").read_text())},
+    return _compare(args, budget, work, data, {"kind": "covid-series", "n_series": budget["n_series"]},
+                    {m: {} if args.full else COVID_CPU[m] for m in ("resdense_net", "densenet_pair")},
+                    frozen_epochs=budget["frozen_epochs"])
+
+
+def _compare(args, budget: dict, work: Path, data: Path, about: dict, models: dict, **train_kw) -> dict:
+    """Train and evaluate each of ``models`` (name → config overrides) on the phantom set in ``data``."""
+    t0 = time.perf_counter()
+    rows = [_run(model, overrides, data, work, budget, args, **train_kw) for model, overrides in models.items()]
+    return {"data": {**about, "seed": args.seed, "phantom": json.loads((data / "phantom.json").read_text())},
             "rows": rows, "total_seconds": time.perf_counter() - t0}
 
 
@@ -172,8 +171,9 @@ def main(argv=None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     stem = results / f"ablation-{args.task}-{budget_name}-{slug}"
     stem.with_suffix(".json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    stem.with_suffix(".md").write_text(markdown(args.task, doc))
-    print(markdown(args.task, doc))
+    table = markdown(args.task, doc)
+    stem.with_suffix(".md").write_text(table)
+    print(table)
     print(f"wrote {stem}.json and {stem}.md ({datetime.timedelta(seconds=round(doc['total_seconds']))})")
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from medinfer import _ext, load_series, samples
+from medinfer import _ext, load_series
 from medinfer.bench.cases import drain
 from medinfer.models import CHEST_PREPROCESS
 from medinfer.runtime import SeriesBatcher
@@ -15,11 +15,8 @@ BATCH = 32
 
 
 @pytest.fixture(scope="module")
-def chest():
-    try:
-        return load_series(samples.chest_ct())
-    except samples.SampleDataError as exc:
-        pytest.skip(f"chest CT sample unavailable: {exc}")
+def chest(chest_folder):
+    return load_series(chest_folder)
 
 
 def test_numpy_reference(benchmark, chest):

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from medinfer.bench import cases
-
-MODELS = ["ddc_resnet101", "resdense_net"]
+from medinfer.bench.suite import MODELS
 
 
 @pytest.fixture(scope="module")

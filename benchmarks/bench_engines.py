@@ -9,9 +9,7 @@ from __future__ import annotations
 import pytest
 
 from medinfer.bench import cases
-
-SWEEPS = {"ddc_resnet101": [1, 2, 4, 8, 16, 32, 64], "resdense_net": [1, 2, 4, 8, 16]}
-GPU_BATCH = 128
+from medinfer.bench.suite import GPU_BATCH, SWEEPS
 
 
 @pytest.fixture(scope="module")

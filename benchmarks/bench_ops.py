@@ -20,9 +20,7 @@ measure a warm L2, and every timed call ends with a device synchronisation.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
 
 import pytest
 import torch
@@ -61,23 +59,9 @@ def _run(benchmark, group: str, backend: str, fn, inputs: list) -> None:
         fn(*next(rotation))
         torch.cuda.synchronize()
 
-    with torch.inference_mode(), _backend(backend):
+    with torch.inference_mode(), backends.forced("ops", backend):
         call()  # compile / load before timing
         benchmark.pedantic(call, rounds=50, iterations=1, warmup_rounds=5)
-
-
-@contextlib.contextmanager
-def _backend(name: str):
-    """MEDINFER_OPS_BACKEND for the duration of a benchmark (the modules pick their ops through it)."""
-    previous = os.environ.get("MEDINFER_OPS_BACKEND")
-    os.environ["MEDINFER_OPS_BACKEND"] = name
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("MEDINFER_OPS_BACKEND", None)
-        else:
-            os.environ["MEDINFER_OPS_BACKEND"] = previous
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -95,14 +95,7 @@ def artefacts():
     """Full-size models (checkpoint and ONNX), exported once per machine and cached."""
     from medinfer.bench.artefacts import model_artefacts
 
-    cache: dict = {}
-
-    def get(name: str):
-        if name not in cache:
-            cache[name] = model_artefacts(name)
-        return cache[name]
-
-    return get
+    return model_artefacts  # cached on disk: a second call only finds the files
 
 
 @pytest.fixture(scope="session")

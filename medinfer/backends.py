@@ -14,6 +14,7 @@ sentence saying why not. ``medinfer info`` prints them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -158,6 +159,22 @@ def env_override(role: str) -> str | None:
     """The backend forced through ``MEDINFER_<ROLE>_BACKEND``, if any."""
     value = os.environ.get(f"MEDINFER_{role.upper()}_BACKEND", "").strip().lower()
     return value or None
+
+
+@contextlib.contextmanager
+def forced(role: str, name: str):
+    """``MEDINFER_<ROLE>_BACKEND=name`` for the duration of the block. Ops read it at every call, so it must
+    be in force around the calls, not around the construction of what makes them (benchmarks use this)."""
+    var = f"MEDINFER_{role.upper()}_BACKEND"
+    previous = os.environ.get(var)
+    os.environ[var] = name
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = previous
 
 
 def select(role: str, device: str = "cpu", requested: str | None = None) -> Backend:

@@ -5,13 +5,19 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 
 from medinfer import __version__, _ext, backends
 
 
-def _package_version(name: str) -> str | None:
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which os.cpu_count ignores)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def package_version(name: str) -> str | None:
     from importlib import metadata
 
     try:
@@ -54,7 +60,7 @@ def environment_report() -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "packages": {
-            name: _package_version(name)
+            name: package_version(name)
             for name in ("torch", "numpy", "onnx", "onnxruntime", "pydicom", "safetensors", "triton", "tensorrt")
         },
         "torch_cuda": torch.version.cuda,

@@ -7,6 +7,7 @@ files in ``benchmarks/``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +54,19 @@ def _random_batch(shape: tuple[int, ...], batch: int) -> np.ndarray:
     return np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
 
 
+@functools.cache
+def cpu_engine(onnx_path: Path):
+    """One ONNX Runtime session per export for all comparisons (sessions are thread-safe and hold the weights)."""
+    from medinfer.engine import Engine
+
+    return Engine(onnx_path, device="cpu")
+
+
 def engine_comparisons(art: Artefacts, batches: list[int]) -> list[Comparison]:
     """PyTorch eager (baseline) vs ONNX Runtime on the CPU, at each batch size; batch 1 is the latency."""
     from medinfer.engine import Engine
 
-    torch_engine, ort_engine = Engine(art.checkpoint, device="cpu"), Engine(art.onnx, device="cpu")
+    torch_engine, ort_engine = Engine(art.checkpoint, device="cpu"), cpu_engine(art.onnx)
     out = []
     for b in batches:
         x = _random_batch(ort_engine.input_shape, b)
@@ -72,10 +81,9 @@ def engine_comparisons(art: Artefacts, batches: list[int]) -> list[Comparison]:
 def end_to_end_comparison(art: Artefacts, folder: Path) -> Comparison:
     """A DICOM folder to a series prediction: the naive per-slice pipeline vs ``Engine.predict_many``."""
     from medinfer.checkpoint import load_checkpoint
-    from medinfer.engine import Engine
 
     ckpt = load_checkpoint(art.checkpoint)
-    engine = Engine(art.onnx, device="cpu")
+    engine = cpu_engine(art.onnx)
     n = sum(1 for _ in folder.iterdir())
     return Comparison(
         group=f"end-to-end {art.name}", model=art.name, items=n,
@@ -89,11 +97,10 @@ def end_to_end_comparison(art: Artefacts, folder: Path) -> Comparison:
 def overhead_comparison(art: Artefacts, folder: Path) -> Comparison:
     """What the runtime adds around the model: ``predict_many`` on a loaded series (preprocessing, batching,
     bookkeeping included) vs ONNX Runtime alone on the same slices already preprocessed and batched."""
-    from medinfer.engine import Engine
     from medinfer.io import load_series
     from medinfer.runtime import SeriesBatcher
 
-    engine = Engine(art.onnx, device="cpu")
+    engine = cpu_engine(art.onnx)
     series = load_series(folder)
     with SeriesBatcher(engine.preprocess, engine.preferred_batch).run([series]) as run:
         batches = [b.data[: b.count].copy() for b in run]
@@ -132,8 +139,6 @@ def preprocess_comparison(folder: Path, preprocess) -> Comparison:
 
 def gpu_comparisons(art: Artefacts, batch: int) -> tuple[list[Comparison], list[Skipped]]:
     """On a GPU: fp32 eager PyTorch (baseline) vs fp16, fp16 + CUDA graphs, the fused kernels and TensorRT."""
-    import os
-
     from medinfer import backends
     from medinfer.engine import Engine
 
@@ -141,35 +146,36 @@ def gpu_comparisons(art: Artefacts, batch: int) -> tuple[list[Comparison], list[
     group = f"{art.name} on GPU, batch {batch}"
     if reason is not None:
         return [], [Skipped(group, reason)]
-    x = _random_batch(Engine(art.onnx, device="cpu").input_shape, batch)
     base = Engine(art.checkpoint, device="cuda", precision="fp32", cuda_graphs=False)
-    candidates = {
-        GPU_CANDIDATES[0]: Engine(art.checkpoint, device="cuda", precision="fp16", cuda_graphs=False),
-        GPU_CANDIDATES[1]: Engine(art.checkpoint, device="cuda", precision="fp16", cuda_graphs=True),
+    x = _random_batch(base.input_shape, batch)
+    fp16 = Engine(art.checkpoint, device="cuda", precision="fp16", cuda_graphs=False)
+    graphs = Engine(art.checkpoint, device="cuda", precision="fp16", cuda_graphs=True)
+    unfused = Engine(art.checkpoint, device="cuda", precision="fp16", cuda_graphs=True)
+
+    def without_fused_kernels() -> object:
+        # Ops pick their backend at every call, and the CUDA graph is recorded on the first (warm-up) call.
+        with backends.forced("ops", "torch"):
+            return unfused.infer(x)
+
+    candidates: dict[str, Callable[[], object]] = {
+        GPU_CANDIDATES[0]: lambda: fp16.infer(x), GPU_CANDIDATES[1]: lambda: graphs.infer(x),
+        GPU_CANDIDATES[2]: without_fused_kernels,
     }
     skipped = []
-    previous = os.environ.get("MEDINFER_OPS_BACKEND")
-    os.environ["MEDINFER_OPS_BACKEND"] = "torch"  # the same graphs without the fused kernels
-    try:
-        candidates[GPU_CANDIDATES[2]] = Engine(art.checkpoint, device="cuda", precision="fp16", cuda_graphs=True)
-    finally:
-        if previous is None:
-            os.environ.pop("MEDINFER_OPS_BACKEND")
-        else:
-            os.environ["MEDINFER_OPS_BACKEND"] = previous
     trt_reason = backends.BACKENDS["tensorrt"].unavailable_reason("cuda")
     if trt_reason is None:
         from medinfer.engine import build_engine
 
         plan = build_engine(art.onnx, art.onnx.with_suffix(".fp16.plan"), precision="fp16",
                             batch=(1, batch, max(batch, 256)), progress=False)
-        candidates[GPU_CANDIDATES[3]] = Engine(plan)
+        trt = Engine(plan)
+        candidates[GPU_CANDIDATES[3]] = lambda: trt.infer(x)
     else:
         skipped.append(Skipped(f"{group}: TensorRT", trt_reason))
     return [Comparison(group=group, model=art.name, batch=batch, items=batch,
                        baseline_label="torch fp32 eager", baseline=lambda: base.infer(x),
-                       candidate_label=label, candidate=lambda e=e: e.infer(x))
-            for label, e in candidates.items()], skipped
+                       candidate_label=label, candidate=run)
+            for label, run in candidates.items()], skipped
 
 
 def peak_fp16_tflops(gpu_name: str) -> float | None:

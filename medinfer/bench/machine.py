@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import os
 import platform
 
 
@@ -15,21 +14,9 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def describe() -> dict:
-    from importlib import metadata
-
     from medinfer import __version__, _ext
-    from medinfer.info import gpus
-
-    def version(name: str) -> str | None:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return None
+    from medinfer.info import gpus, package_version, usable_cores
 
     return {
         "cpu": cpu_model(),
@@ -39,7 +26,7 @@ def describe() -> dict:
         "python": platform.python_version(),
         "medinfer": __version__,
         "extension": _ext.native() is not None,
-        "versions": {n: version(n) for n in ("torch", "onnxruntime", "numpy", "pydicom", "triton", "tensorrt")},
+        "versions": {n: package_version(n) for n in ("torch", "onnxruntime", "numpy", "pydicom", "triton", "tensorrt")},
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -17,6 +17,10 @@ from medinfer.bench.machine import describe, one_line
 from medinfer.bench.timer import measure
 
 MODELS = ("ddc_resnet101", "resdense_net")
+# Batch sizes of the engine sweeps (the pytest-benchmark files import these too).
+SWEEPS = {"ddc_resnet101": [1, 2, 4, 8, 16, 32, 64], "resdense_net": [1, 2, 4, 8, 16]}
+QUICK_SWEEPS = {"ddc_resnet101": [1, 8, 32], "resdense_net": [1, 4]}
+GPU_BATCH = 128
 
 
 @dataclass
@@ -132,8 +136,7 @@ def run_suite(quick: bool = False, progress: bool | None = None) -> Report:
         if arts[name].made_seconds:
             notes.append(f"one-off: {name} saved and exported in {arts[name].made_seconds:.0f} s "
                          f"(cached in {arts[name].onnx.parent})")
-    sweeps = {"ddc_resnet101": [1, 8, 32] if quick else [1, 2, 4, 8, 16, 32, 64],
-              "resdense_net": [1, 4] if quick else [1, 2, 4, 8, 16]}
+    sweeps = QUICK_SWEEPS if quick else SWEEPS
     comparisons.append(cases.preprocess_comparison(folder, get_spec("resdense_net").preprocess))
     for name in MODELS:
         comparisons += cases.engine_comparisons(arts[name], sweeps[name])
@@ -141,7 +144,7 @@ def run_suite(quick: bool = False, progress: bool | None = None) -> Report:
         comparisons += [cases.end_to_end_comparison(arts[name], folder), cases.overhead_comparison(arts[name], folder)]
     if not quick:
         for name in MODELS:
-            gpu, skip = cases.gpu_comparisons(arts[name], 128)
+            gpu, skip = cases.gpu_comparisons(arts[name], GPU_BATCH)
             comparisons += gpu
             skipped += skip
     rows = run(comparisons, min_time=0.5 if quick else 2.0, progress=progress)

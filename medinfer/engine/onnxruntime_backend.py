@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from medinfer.engine.base import Engine
 from medinfer.errors import EngineError
 from medinfer.export.onnx import INPUT_NAME, OUTPUT_NAME, plugin_ops, read_export
+from medinfer.info import usable_cores
 
 
 class OnnxRuntimeEngine(Engine):
@@ -26,9 +25,8 @@ class OnnxRuntimeEngine(Engine):
                               "export without --plugins for ONNX Runtime")
         self.device = device or "cpu"
         opts = ort.SessionOptions()
-        if threads is None and hasattr(os, "sched_getaffinity"):
-            threads = len(os.sched_getaffinity(0))  # ORT's own default ignores the process's CPU affinity
-        opts.intra_op_num_threads = threads or 0
+        # ORT's own default ignores the process's CPU affinity.
+        opts.intra_op_num_threads = threads or usable_cores()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device == "cuda" \
             else ["CPUExecutionProvider"]
