@@ -110,11 +110,12 @@ EPILOGUE_CASES = [
     (2, 5, 13, 11, 7, 6, (1, 3), (True, False), True),
     (1, 7, 9, 10, 7, 7, (5,), (False,), False),
     (1, 9, 7, 5, 40, 20, (3,), (True,), True),
+    (1, 3, 6, 7, 5, 4, (1, 3), (False, True), False),  # the stored branch is not the first
 ]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("case", EPILOGUE_CASES, ids=["level1", "level3", "chunks"])
+@pytest.mark.parametrize("case", EPILOGUE_CASES, ids=["level1", "level3", "chunks", "second-kept"])
 def test_ddc_epilogue_triton(triton_cpu, rng, dtype, case):
     n, c, h, w, o, co, dil, keep, has_pb = case
     x, residual = randn(rng, n, c, h, w), randn(rng, n, co, h, w)
@@ -322,7 +323,7 @@ def test_ddc_calls_on_gpu(poisoned, rng, backend, dtype, width, size):
     x, residual = randn(rng, 4, width, size, size), randn(rng, 4, width, size, size)
     ws, bs = [weight(rng, width, width) for _ in range(2)], [randn(rng, width) for _ in range(2)]
     pw, pb = weight(rng, width, width, 1), randn(rng, width)
-    for dil, keep in (((1, 3), (True, False)), ((3,), (True,)), ((5,), (False,))):
+    for dil, keep in (((1, 3), (True, False)), ((1, 3), (False, True)), ((3,), (True,)), ((5,), (False,))):
         k = len(dil)
         args = (x, ws[:k], bs[:k], dil, pw, pb, residual, keep)
         t = cast(args, dtype, "cuda")

@@ -183,7 +183,13 @@ void dilated_branches(const DilatedBranchesArgs& a, std::uintptr_t stream) {
   p.W = static_cast<int>(a.x.size[3]);
   p.O = static_cast<int>(a.outputs[0].size[1]);
   p.w_cl = a.weights_channels_last;
-  copy_strides(p.sy, a.outputs[0]);
+  // Every stored branch shares one layout; absent branches (data 0) carry no strides, so take the first
+  // stored one (as the Triton launch does). With none stored, only the epilogue writes.
+  for (const Tensor4& y : a.outputs)
+    if (y.data != 0) {
+      copy_strides(p.sy, y);
+      break;
+    }
   for (const Tensor4& y : a.outputs)
     if (y.size[1] != p.O) throw std::invalid_argument("cuda dilated_branches: branches must have equal widths");
   if (epilogue) {

@@ -24,7 +24,6 @@ from pathlib import Path
 from medinfer.errors import InputError
 
 SPLITS = ("train", "val", "test")
-KINDS = ("roi", "series")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import torch
 
 from medinfer.checkpoint import _atomic_write
 from medinfer.errors import InputError
+from medinfer.metadata import serialize_weights
 
 STATE_VERSION = 1
 
@@ -26,7 +27,7 @@ def _optimizer_split(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
     for index, entries in state_dict["state"].items():
         for key, value in entries.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{index}.{key}"] = value.detach().contiguous().cpu()
+                tensors[f"{index}.{key}"] = value
             else:
                 plain.setdefault(str(index), {})[key] = value
     return tensors, {"param_groups": state_dict["param_groups"], "plain": plain}
@@ -44,13 +45,10 @@ def _optimizer_join(tensors: dict[str, torch.Tensor], doc: dict) -> dict:
 
 def save_state(folder: Path, model: torch.nn.Module, optimizer, scaler, meta: dict) -> None:
     """Write the state after an epoch; each file is replaced atomically, ``state.json`` last."""
-    from safetensors.torch import save
-
     folder.mkdir(parents=True, exist_ok=True)
-    model_tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     opt_tensors, opt_doc = _optimizer_split(optimizer.state_dict())
-    _atomic_write(folder / "model.safetensors", save(model_tensors))
-    _atomic_write(folder / "optimizer.safetensors", save(opt_tensors))
+    _atomic_write(folder / "model.safetensors", serialize_weights(model.state_dict()))
+    _atomic_write(folder / "optimizer.safetensors", serialize_weights(opt_tensors))
     doc = {"version": STATE_VERSION, **meta, "optimizer": opt_doc,
            "scaler": scaler.state_dict() if scaler is not None else None}
     _atomic_write(folder / "state.json", (json.dumps(doc, indent=1) + "\n").encode())

@@ -41,9 +41,6 @@ from medinfer.training.state import load_state, read_state, save_state
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 # What must agree between a run and its resumption (everything but the number of epochs).
-_RESUME_KEYS = ("model", "overrides", "recipe", "loss", "batch_size", "seed", "frozen_epochs", "data", "input_size")
-
-
 @dataclass
 class TrainResult:
     checkpoint: Path  # best.json: the lowest validation loss
@@ -72,7 +69,7 @@ def _head_and_backbone(model: nn.Module) -> tuple[list[nn.Module], list[nn.Modul
 
 def _set_phase(model: nn.Module, phase: int) -> list[nn.Parameter]:
     """Mark what trains in ``phase`` (1: heads only, 2: everything); returns the trainable parameters."""
-    heads, backbone = _head_and_backbone(model)
+    heads, _ = _head_and_backbone(model)
     for p in model.parameters():
         p.requires_grad_(phase == 2)
     for m in heads:
@@ -138,7 +135,7 @@ def _config(model, data, recipe: Recipe, loss, batch_size, seed, frozen, overrid
 
 def _check_resume(run_dir: Path, config: dict) -> None:
     saved = json.loads((run_dir / "run.json").read_text())["config"]
-    for key in _RESUME_KEYS:
+    for key in config:  # everything the run's configuration fixes
         if saved.get(key) != config.get(key):
             raise InputError(f"{run_dir}: cannot resume with a different {key} ({saved.get(key)!r} in the run, "
                              f"{config.get(key)!r} now); start a new run folder instead")
@@ -187,49 +184,47 @@ def train(model: str, data: str | Path, out: str | Path, *, epochs: int, batch_s
         preprocess = dataclasses.replace(spec.preprocess, channels=net.creation["in_chans"],
                                          size=tuple(input_size) if input_size else spec.preprocess.size)
         config = _config(model, data, rec, loss, batch_size, seed, frozen, net.creation["overrides"], input_size)
+        history: list[dict] = []
+        start_epoch, best_loss, best_epoch = 0, float("inf"), -1
+        state = None
         if resume:
             _check_resume(run_dir, config)
+            state = read_state(run_dir / "state")
+            start_epoch, history = state["epoch"], state["history"]
+            best_loss, best_epoch = state["best_val_loss"], state["best_epoch"]
+            if start_epoch >= epochs:
+                raise InputError(f"{run_dir}: already trained for {start_epoch} epoch(s); ask for more to resume")
         elif (run_dir / "state").exists():
             raise InputError(f"{run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose "
                              "another folder")
+        amp_dtype = _amp_dtype(amp, device)  # refuses an impossible choice before any data is read
         shown = progress if dist.main else False
-        train_set = load_split(source, "train", preprocess, class_names, progress=progress if dist.main else False)
+        train_set = load_split(source, "train", preprocess, class_names, progress=shown)
+        skipped = [*source.skipped, *train_set.skipped]
         if source.has("val"):
-            val_set = load_split(source, "val", preprocess, class_names, progress=progress if dist.main else False)
+            val_set = load_split(source, "val", preprocess, class_names, progress=shown)
+            skipped += val_set.skipped
             val_from = "val split"
         else:
             train_set, val_set = holdout(train_set, rec.val_fraction, seed)
             val_from = f"{rec.val_fraction:.0%} of the train split's items, held out (stratified, seed {seed})"
-        skipped = [*source.skipped, *train_set.skipped, *val_set.skipped]
         summary = {"kind": source.kind, "class_names": list(class_names), "train_items": len(train_set.items),
                    "train_slices": len(train_set), "val_items": len(val_set.items), "val_slices": len(val_set),
                    "validation": val_from}
 
-        amp_dtype = _amp_dtype(amp, device)
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         net.to(device)
         loss_fn = make_loss(loss)
-        history: list[dict] = []
-        start_epoch, best_loss, best_epoch = 0, float("inf"), -1
-        phase = 1 if frozen > 0 else 2
+        phase = 1 if start_epoch < frozen else 2
         optimizer = make_optimizer(rec, _set_phase(net, phase))
-        if resume:
-            doc = read_state(run_dir / "state")
-            start_epoch, history = doc["epoch"], doc["history"]
-            best_loss, best_epoch = doc["best_val_loss"], doc["best_epoch"]
-            phase = 1 if start_epoch < frozen else 2
-            optimizer = make_optimizer(rec, _set_phase(net, phase))
-            load_state(run_dir / "state", doc, net, optimizer, scaler)
-            net.to(device)
+        if state is not None:
+            load_state(run_dir / "state", state, net, optimizer, scaler)
         if dist.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "run.json").write_text(json.dumps({
                 "config": config, "epochs": epochs, "data": summary, "world_size": dist.world, "device": device,
                 "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
                 "skipped": [{"path": p, "reason": r} for p, r in skipped]}, indent=2) + "\n")
-
-        if start_epoch >= epochs:
-            raise InputError(f"{run_dir}: already trained for {start_epoch} epoch(s); ask for more to resume")
 
         def save(name: str) -> Path:
             training = {
@@ -263,9 +258,10 @@ def train(model: str, data: str | Path, out: str | Path, *, epochs: int, batch_s
                 aug_gen = torch.Generator().manual_seed(int(seed * 1_000_003 + epoch * 10_007 + start))
                 if len(idx) == 0:
                     continue
-                x = torch.from_numpy(train_set.x[idx.numpy()]).to(torch.float32)
-                x = augment(x, rec.augment, aug_gen).to(device)
-                y = torch.from_numpy(train_set.y[idx.numpy()]).to(device)
+                rows = idx.numpy()
+                # Augmented on the training device; its random draws come from the CPU generator either way.
+                x = augment(torch.from_numpy(train_set.x[rows]).to(device, torch.float32), rec.augment, aug_gen)
+                y = torch.from_numpy(train_set.y[rows]).to(device)
                 with torch.autocast(device.split(":")[0], dtype=amp_dtype or torch.float32,
                                     enabled=amp_dtype is not None):
                     logits = wrapped(x)
