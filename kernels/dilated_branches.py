@@ -41,10 +41,9 @@ import triton.language as tl
 from torch import Tensor
 
 from medinfer.ops._dispatch import branch_buffers
+from medinfer.ops.dilated import MAX_PROJECT_WIDTH  # widest projection the epilogue keeps in registers
 
 from .conv_common import Launch, block, conv_accumulate, dot, dot_precision
-
-MAX_PROJECT_WIDTH = 256  # widest projection the fused epilogue keeps in registers
 
 
 @triton.jit

@@ -9,8 +9,6 @@ checks the weights' hash, rebuilds the model from the registry and reads the ten
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from medinfer.errors import EngineError, InputError
-from medinfer.metadata import ModelMetadata, read_json_record, serialize_weights, sha256_bytes
+from medinfer.metadata import ModelMetadata, atomic_write, read_json_record, serialize_weights, sha256_bytes
 from medinfer.preprocess import Preprocess
 
 CHECKPOINT_FORMAT = "medinfer-checkpoint"
@@ -31,18 +29,6 @@ class Checkpoint:
     config_path: Path
     weights_path: Path
     training: dict = field(default_factory=dict)  # what the writer stored: recipe, history, metrics, ...
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    # Write beside the target and rename, so a crash never leaves a half-written checkpoint behind.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, *, class_names=None, preprocess: Preprocess | None = None,
@@ -60,8 +46,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, class_names=None, pre
     meta = ModelMetadata.for_model(model, class_names=class_names, preprocess=preprocess,
                                    weights_sha256=sha256_bytes(data))
     doc = {"format": CHECKPOINT_FORMAT, **meta.to_dict(), "weights": weights.name, "training": training or {}}
-    _atomic_write(weights, data)
-    _atomic_write(config, (json.dumps(doc, indent=2) + "\n").encode())
+    atomic_write(weights, data)
+    atomic_write(config, (json.dumps(doc, indent=2) + "\n").encode())
     return config
 
 

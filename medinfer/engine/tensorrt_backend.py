@@ -24,7 +24,7 @@ from medinfer import __version__
 from medinfer.engine.base import Engine
 from medinfer.errors import EngineError
 from medinfer.export.onnx import INPUT_NAME, OUTPUT_NAME
-from medinfer.metadata import ModelMetadata, read_json_record, sha256_file
+from medinfer.metadata import ModelMetadata, read_json_record, sha256_bytes
 
 PLAN_FORMAT = "medinfer-tensorrt-plan"
 PLAN_FORMAT_VERSION = 1
@@ -130,7 +130,8 @@ class TensorRTEngine(Engine):
         super().__init__(path)
         self.device = "cuda"
         record = PlanRecord.read(self.path)
-        if sha256_file(self.path) != record.plan_sha256:
+        plan = self.path.read_bytes()  # checked and deserialised from the same bytes
+        if sha256_bytes(plan) != record.plan_sha256:
             raise EngineError(f"{self.path}: SHA-256 differs from {sidecar_path(self.path).name}: the plan is "
                               f"damaged or was replaced; {record.rebuild_hint()}")
         ensure_tensorrt()
@@ -144,7 +145,7 @@ class TensorRTEngine(Engine):
         self._device = torch.device("cuda", gpu)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
             raise EngineError(f"{self.path}: TensorRT could not deserialise the plan (see its log above); "
                               f"{record.rebuild_hint()}")

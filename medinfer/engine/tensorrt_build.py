@@ -16,7 +16,6 @@ against ``tensorrt-stubs``; it cannot run where TensorRT is absent.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import sys
@@ -30,7 +29,7 @@ import numpy as np
 from medinfer.engine.tensorrt_backend import PRECISIONS, PlanRecord, current_gpu, ensure_tensorrt, register_plugins
 from medinfer.errors import EngineError, InputError
 from medinfer.export.onnx import GRAPH_SHA_KEY, INPUT_NAME, read_export
-from medinfer.metadata import ModelMetadata, sha256_bytes
+from medinfer.metadata import ModelMetadata, atomic_write, sha256_bytes
 
 
 def parse_batch_range(text: str) -> tuple[int, int, int]:
@@ -192,9 +191,7 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, *, precision: str
     plan = bytes(serialized)
     cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     plan_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = plan_path.with_name(f".{plan_path.name}.tmp")
-    tmp.write_bytes(plan)
-    os.replace(tmp, plan_path)
+    atomic_write(plan_path, plan)
     command = shlex.join(["medinfer", "build", str(onnx_path), "-o", str(plan_path), "--precision", precision,
                           "--batch", f"{lo}:{opt}:{hi}"] + (["--calibration", str(calibration)] if calibration else []))
     PlanRecord(

@@ -91,6 +91,5 @@ class TorchEngine(Engine):
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(batch)
         if self.device == "cuda":
-            x = x.pin_memory().to("cuda", non_blocking=True).to(self.dtype)
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.pin_memory().to("cuda", non_blocking=True).to(self.dtype, memory_format=torch.channels_last)
         return self._forward(x).cpu().numpy()

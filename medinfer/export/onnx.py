@@ -18,7 +18,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from medinfer.errors import EngineError, MedinferError
-from medinfer.metadata import ModelMetadata, sha256_bytes
+from medinfer.metadata import ModelMetadata, atomic_write, sha256_bytes
 from medinfer.ops import onnx as ops_onnx
 from medinfer.preprocess import Preprocess
 
@@ -115,20 +114,7 @@ def _parity(proto: onnx.ModelProto, model: nn.Module, input_shape: tuple[int, in
 
 def plugin_ops(proto: onnx.ModelProto) -> list[str]:
     """The medinfer TensorRT plugin ops a graph contains (empty for a standard-operator graph)."""
-    from medinfer.export.tensorrt_support import PLUGIN_DOMAIN
-
-    return sorted({n.op_type for n in proto.graph.node if n.domain == PLUGIN_DOMAIN})
-
-
-def _write_atomically(proto: onnx.ModelProto, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    return sorted({n.op_type for n in proto.graph.node if n.domain == ops_onnx.DOMAIN})
 
 
 def export_onnx(model_or_checkpoint, path: str | Path, *, opset: int | None = None, dynamic_batch: bool = True,
@@ -180,7 +166,8 @@ def export_onnx(model_or_checkpoint, path: str | Path, *, opset: int | None = No
         onnx.helper.set_model_props(proto, {**meta.to_props(), GRAPH_SHA_KEY: graph_sha256(proto),
                                             CHECK_KEY: json.dumps(check)})
         proto.doc_string = f"medinfer {meta.name}: {', '.join(meta.class_names)}"
-        _write_atomically(proto, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, proto.SerializeToString())
         steps.update()
     return path
 

@@ -14,7 +14,8 @@ from importlib import resources
 
 import onnx
 
-PLUGIN_DOMAIN = "medinfer"
+from medinfer.ops.onnx import DOMAIN as PLUGIN_DOMAIN
+
 PLUGIN_OPS = frozenset({"DilatedBranches", "OctaveConv"})  # see medinfer.ops.tensorrt_plugins
 
 _RESIZE_MODES = {"nearest", "linear"}

@@ -30,6 +30,8 @@ def backend_for(tensors: Iterable[Tensor | None], requested: str | None, covered
     device = tensors[0].device.type
     if device not in backends.DEVICES:  # e.g. mps: only the reference runs there
         return "torch"
+    if not covered and requested is None and backends.env_override("ops") is None:
+        return "torch"  # the reference runs whatever the automatic pick; skip probing the devices (hot path)
     name = backends.select("ops", device, requested).name
     if name == "torch" or not covered or torch.compiler.is_compiling():
         return "torch"

@@ -14,9 +14,8 @@ from typing import Any
 
 import torch
 
-from medinfer.checkpoint import _atomic_write
 from medinfer.errors import InputError
-from medinfer.metadata import serialize_weights
+from medinfer.metadata import atomic_write, serialize_weights
 
 STATE_VERSION = 1
 
@@ -47,11 +46,11 @@ def save_state(folder: Path, model: torch.nn.Module, optimizer, scaler, meta: di
     """Write the state after an epoch; each file is replaced atomically, ``state.json`` last."""
     folder.mkdir(parents=True, exist_ok=True)
     opt_tensors, opt_doc = _optimizer_split(optimizer.state_dict())
-    _atomic_write(folder / "model.safetensors", serialize_weights(model.state_dict()))
-    _atomic_write(folder / "optimizer.safetensors", serialize_weights(opt_tensors))
+    atomic_write(folder / "model.safetensors", serialize_weights(model.state_dict()))
+    atomic_write(folder / "optimizer.safetensors", serialize_weights(opt_tensors))
     doc = {"version": STATE_VERSION, **meta, "optimizer": opt_doc,
            "scaler": scaler.state_dict() if scaler is not None else None}
-    _atomic_write(folder / "state.json", (json.dumps(doc, indent=1) + "\n").encode())
+    atomic_write(folder / "state.json", (json.dumps(doc, indent=1) + "\n").encode())
 
 
 def read_state(folder: Path) -> dict:
