@@ -41,7 +41,6 @@ class Batcher {
   std::size_t num_batches() const { return (total_slices() + batch_size_ - 1) / batch_size_; }
   std::size_t elements_per_slice() const { return params_.channels * params_.out_h * params_.out_w; }
   std::size_t bytes_per_batch() const;
-  OutputType output_type() const { return out_; }
 
   // Global slice index -> (series, slice within it).
   std::pair<std::size_t, std::size_t> locate(std::size_t global) const;

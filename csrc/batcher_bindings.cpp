@@ -18,8 +18,6 @@ namespace medinfer {
 
 namespace {
 
-using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
-
 // Output arrays kept for reuse; a batch the caller keeps longer gets a fresh array instead.
 constexpr std::size_t kMaxPooledArrays = 4;
 
@@ -37,9 +35,6 @@ class BatchRun {
     p.scale = params["scale"].cast<float>();
     p.offset = params["offset"].cast<float>();
     p.antialias = params["antialias"].cast<bool>();
-    channels_ = p.channels;
-    out_h_ = p.out_h;
-    out_w_ = p.out_w;
     OutputType out;
     if (dtype == "float32") {
       out = OutputType::kFloat32;
@@ -76,17 +71,12 @@ class BatchRun {
       in.intercepts.assign(intercepts.data(), intercepts.data() + intercepts.size());
       inputs.push_back(std::move(in));
     }
-    try {
-      batcher_ = std::make_unique<Batcher>(p, batch_size, out, std::move(inputs));
-    } catch (const std::invalid_argument& e) {
-      throw py::value_error(e.what());
-    }
+    batcher_ = std::make_unique<Batcher>(p, batch_size, out, std::move(inputs));  // invalid_argument -> ValueError
+    shape_ = {static_cast<py::ssize_t>(batch_size), static_cast<py::ssize_t>(p.channels),
+              static_cast<py::ssize_t>(p.out_h), static_cast<py::ssize_t>(p.out_w)};
   }
 
   ~BatchRun() { prefetcher_.reset(); }  // joins the producer before the buffers it writes are released
-
-  std::size_t num_batches() const { return batcher_->num_batches(); }
-  std::size_t total_slices() const { return batcher_->total_slices(); }
 
   // (data, count, index) of the next batch, or None after the last one.
   py::object next() {
@@ -141,16 +131,13 @@ class BatchRun {
   py::array acquire() {
     for (const py::array& a : pool_)
       if (a.ref_count() == 1) return a;
-    py::array fresh(dtype_, std::vector<py::ssize_t>{static_cast<py::ssize_t>(batcher_->batch_size()),
-                                                     static_cast<py::ssize_t>(channels_),
-                                                     static_cast<py::ssize_t>(out_h_),
-                                                     static_cast<py::ssize_t>(out_w_)});
+    py::array fresh(dtype_, shape_);
     if (pool_.size() < kMaxPooledArrays) pool_.push_back(fresh);
     return fresh;
   }
 
   std::size_t threads_;
-  std::size_t channels_ = 1, out_h_ = 0, out_w_ = 0;
+  std::vector<py::ssize_t> shape_;  // of every output batch: (batch, C, H, W)
   py::dtype dtype_;
   std::vector<std::unique_ptr<py::buffer_info>> views_;  // outlive the batcher that points into them
   std::unique_ptr<Batcher> batcher_;
@@ -170,8 +157,6 @@ void bind_batcher(py::module_& m) {
                        "k + 1 on a background thread while the caller holds batch k.")
       .def(py::init<const py::dict&, std::size_t, const std::string&, std::size_t, const py::list&>(),
            py::arg("params"), py::arg("batch_size"), py::arg("dtype"), py::arg("threads"), py::arg("series"))
-      .def_property_readonly("num_batches", &BatchRun::num_batches)
-      .def_property_readonly("total_slices", &BatchRun::total_slices)
       .def_property_readonly("prepare_seconds", &BatchRun::prepare_seconds)
       .def_property_readonly("wait_seconds", &BatchRun::wait_seconds)
       .def("next", &BatchRun::next, "(data (batch, C, H, W), count, index) of the next batch, or None at the end")

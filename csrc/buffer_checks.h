@@ -1,12 +1,16 @@
 // Validation helpers for buffer-protocol arguments, shared by the bindings.
 #pragma once
 
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <string>
 #include <vector>
 
 namespace medinfer {
+
+// Per-slice rescale slopes and intercepts, converted by pybind11 from any numeric sequence.
+using DoubleArray = pybind11::array_t<double, pybind11::array::c_style | pybind11::array::forcecast>;
 
 inline bool is_c_contiguous(const pybind11::buffer_info& info) {
   pybind11::ssize_t expected = info.itemsize;

@@ -10,8 +10,6 @@ namespace medinfer {
 
 namespace {
 
-using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
-
 void hu_convert_py(const py::buffer& src, const py::buffer& out, const DoubleArray& slopes,
                    const DoubleArray& intercepts, std::size_t threads) {
   const py::buffer_info s = src.request();

@@ -140,12 +140,15 @@ class Preprocess:
         hu = np.asarray(hu)
         if hu.ndim != 3 or hu.dtype.kind not in "biuf":
             raise InputError(f"Preprocess.apply: expected a real (N, H, W) array, got {hu.dtype} {hu.shape}")
-        x = hu.astype(np.float64)
+        x = hu.astype(np.float64)  # a private copy: the steps below work in place
         if self.hu_range is not None:
-            x = np.clip(x, *self.hu_range)
-        x = resize(x, self.size, self.antialias)
+            np.clip(x, *self.hu_range, out=x)
+        if x.shape[1:] != tuple(self.size):
+            x = resize(x, self.size, self.antialias)
         scale, offset = self.affine()
-        out = (x * scale + offset).astype(np.float32)
+        x *= scale
+        x += offset
+        out = x.astype(np.float32)
         return np.repeat(out[:, None], self.channels, axis=1)
 
     def to_dict(self) -> dict:

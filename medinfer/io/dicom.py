@@ -13,7 +13,6 @@ Rows, Columns, NumberOfFrames and the bit depth are checked against :data:`MAX_S
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from dataclasses import dataclass
@@ -102,29 +101,35 @@ def _read_dataset(path: Path, stop_before_pixels: bool, tags: list[str] | None =
     if size > MAX_FILE_BYTES:
         raise Unusable(f"file of {size} bytes is larger than the {MAX_FILE_BYTES >> 30} GiB medinfer reads")
     try:
-        data = path.read_bytes()
+        f = path.open("rb")
+        head = f.read(132)
+        f.seek(0)
     except OSError as exc:
         raise Unusable(f"cannot read the file: {exc.strerror or exc}") from None
-    has_marker = len(data) >= 132 and data[128:132] == b"DICM"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns about every odd value; we judge them ourselves
-            # Files without the 'DICM' marker may still be DICOM (no preamble, ACR-NEMA style): force,
-            # then require real DICOM attributes below.
-            ds = pydicom.dcmread(io.BytesIO(data), force=not has_marker, stop_before_pixels=stop_before_pixels,
-                                 specific_tags=tags)
-            if not has_marker and "SOPClassUID" not in ds and "Modality" not in ds:
-                raise Unusable("not a DICOM file (no 'DICM' marker and no DICOM header)")
-            ds.ensure_file_meta()
-            return ds
-    except Unusable:
-        raise
-    except Exception as exc:  # pydicom raises many types (EOFError, OSError, ValueError, ...) on bad bytes
-        what = "unreadable DICOM file" if has_marker else "not a DICOM file"
-        raise Unusable(f"{what} ({type(exc).__name__}: {_short(exc)})") from None
+    has_marker = len(head) == 132 and head[128:] == b"DICM"
+    # Parsed from the open file, so a header pass stops reading where the pixel data begins; a value claiming
+    # more bytes than the file holds reads only what is there.
+    with f:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pydicom warns about every odd value; we judge them ourselves
+                # Files without the 'DICM' marker may still be DICOM (no preamble, ACR-NEMA style): force,
+                # then require real DICOM attributes below.
+                ds = pydicom.dcmread(f, force=not has_marker, stop_before_pixels=stop_before_pixels,
+                                     specific_tags=tags)
+                if not has_marker and "SOPClassUID" not in ds and "Modality" not in ds:
+                    raise Unusable("not a DICOM file (no 'DICM' marker and no DICOM header)")
+                ds.ensure_file_meta()
+                return ds
+        except Unusable:
+            raise
+        except Exception as exc:  # pydicom raises many types (EOFError, OSError, ValueError, ...) on bad bytes
+            what = "unreadable DICOM file" if has_marker else "not a DICOM file"
+            raise Unusable(f"{what} ({type(exc).__name__}: {short_reason(exc)})") from None
 
 
-def _short(exc: BaseException, limit: int = 160) -> str:
+def short_reason(exc: BaseException, limit: int = 160) -> str:
+    """An exception's message on one line, cut to ``limit`` characters (for ``skipped`` reasons)."""
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -213,7 +218,7 @@ def read_header(path: str | Path) -> Header | str:
     except Unusable as exc:
         return str(exc)
     except Exception as exc:  # deferred value conversion can fail on any malformed element
-        return f"unreadable DICOM header ({type(exc).__name__}: {_short(exc)})"
+        return f"unreadable DICOM header ({type(exc).__name__}: {short_reason(exc)})"
 
 
 def _transfer_syntax(ds: Dataset) -> UID:
@@ -349,7 +354,7 @@ def read_frames(path: str | Path) -> tuple[list[Frame], list[tuple[str, str]]]:
     except Unusable as exc:
         return [], [(str(path), str(exc))]
     except Exception as exc:  # malformed values surface lazily, from any element access
-        return [], [(str(path), f"unreadable DICOM file ({type(exc).__name__}: {_short(exc)})")]
+        return [], [(str(path), f"unreadable DICOM file ({type(exc).__name__}: {short_reason(exc)})")]
 
 
 def _read_frames(path: Path) -> tuple[list[Frame], list[tuple[str, str]]]:

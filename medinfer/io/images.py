@@ -25,11 +25,11 @@ import numpy as np
 
 from medinfer.errors import SeriesError
 from medinfer.io.assemble import keep_first, keep_majority
+from medinfer.io.dicom import MAX_SIDE, short_reason
 from medinfer.io.series import Series
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 HU16_OFFSET = 1024.0
-MAX_SIDE = 16384
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")
 
 # Pillow mode -> (kind, how the values become HU)
@@ -103,7 +103,7 @@ def load_image_series(files: list[Path], folder: Path) -> Series:
         try:
             images.append(_read(path, number))
         except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, ... on broken files
-            skipped.append((str(path), f"unreadable image ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"))
+            skipped.append((str(path), f"unreadable image ({type(exc).__name__}: {short_reason(exc)})"))
     if not images:
         raise SeriesError(f"no usable image slice in {folder}: " + "; ".join(f"{p}: {r}" for p, r in skipped[:5]),
                           skipped=skipped)
@@ -114,6 +114,7 @@ def load_image_series(files: list[Path], folder: Path) -> Series:
     kept = keep_first(images, lambda im: im.number,
                       lambda im, first: f"slice number {im.number} already taken by {first.path}", skipped)
     kind = kept[0].kind
+    units = "display" if kind == "8-bit" else "HU"
     n = len(kept)
     return Series(
         pixels=np.stack([im.pixels for im in kept]),
@@ -124,8 +125,8 @@ def load_image_series(files: list[Path], folder: Path) -> Series:
         files=[im.path for im in kept],
         uid=str(folder.resolve()),
         meta={"source": "images", "ordering": "number in the file name", "folder": str(folder),
-              "encoding": _KINDS[kind], "units": "display" if kind == "8-bit" else "HU",
+              "encoding": _KINDS[kind], "units": units,
               "converted_to_grey": sum(im.converted for im in kept)},
         skipped=skipped,
-        units="display" if kind == "8-bit" else "HU",
+        units=units,
     )

@@ -76,14 +76,14 @@ def _series_inputs(items: Sequence[Series | np.ndarray], preprocess: Preprocess)
     inputs = []
     for i, item in enumerate(items):
         if isinstance(item, np.ndarray):
-            item = Series.from_array(item)
+            item = Series.from_array(item, uid=f"array {i}")  # a uid, so the volume is not hashed for one
         elif not isinstance(item, Series):
             raise InputError(f"series {i}: expected a Series or an (N, H, W) HU array, got {type(item).__name__}")
         slopes, intercepts = item.slopes, item.intercepts
         if item.units == "display":
             ds, di = preprocess.display_rescale()
             slopes, intercepts = slopes * ds, intercepts * ds + di
-        inputs.append((item.pixels, np.ascontiguousarray(slopes), np.ascontiguousarray(intercepts)))
+        inputs.append((item.pixels, slopes, intercepts))  # Series keeps them contiguous float64
     return inputs
 
 
