@@ -52,9 +52,12 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, class_names=None, pre
 
 
 def find_config(path: str | Path) -> Path:
-    """The JSON config of a checkpoint given as its ``.json``, its ``.safetensors`` or its folder."""
+    """The JSON config of a checkpoint given as its ``.json``, its ``.safetensors``, its folder, or the run
+    folder ``medinfer train`` wrote (its best checkpoint)."""
     path = Path(path)
     if path.is_dir():
+        if (path / "run.json").is_file() and (path / "best.json").is_file():
+            return path / "best.json"
         candidates = [p for p in sorted(path.glob("*.json")) if _is_checkpoint_config(p)]
         if len(candidates) != 1:
             found = ", ".join(p.name for p in candidates) or "none"

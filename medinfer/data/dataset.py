@@ -40,7 +40,11 @@ class DataSource:
     kind: str  # "roi" or "series"
     splits: dict[str, list[Item]]
     skipped: list[tuple[str, str]] = field(default_factory=list)
-    has_splits: bool = True  # False for a CSV without a split column: its rows serve any split asked for
+
+    @property
+    def has_splits(self) -> bool:
+        """False for a CSV without a split column (its rows, under "all", serve any split asked for)."""
+        return "all" not in self.splits
 
     @property
     def labels(self) -> list[str]:
@@ -140,5 +144,4 @@ def _from_csv(path: Path) -> DataSource:
     if not any(splits.values()):
         raise InputError(f"{path}: no usable row ({len(skipped)} skipped" +
                          (f", e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ")"))
-    return DataSource(path, _kind_of([it for v in splits.values() for it in v], path), splits, skipped,
-                      has_splits)
+    return DataSource(path, _kind_of([it for v in splits.values() for it in v], path), splits, skipped)

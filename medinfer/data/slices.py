@@ -88,16 +88,23 @@ def read_items(source: DataSource, items: list[Item], progress: bool | None = No
     return series, used, skipped
 
 
-def load_split(source: DataSource, split: str, preprocess: Preprocess, class_names: tuple[str, ...], *,
-               progress: bool | None = None) -> LabelledSlices:
-    """Read and preprocess every item of ``split``."""
-    from medinfer.runtime import SeriesBatcher
-
+def read_split(source: DataSource, split: str, class_names: tuple[str, ...], progress: bool | None):
+    """Every item of ``split`` read as a series: ``(items, labels, series, used, skipped)`` where ``used``
+    indexes the items (and ``labels``) that became ``series``. Raises when none could be used."""
     items = source.items(split)
     labels = class_index(class_names, items, f"{source.root} ({split})")
     series, used, skipped = read_items(source, items, progress, desc=f"reading {split}")
     if not series:
         raise InputError(f"{source.root}: no usable item in the {split!r} split; e.g. {skipped[0][0]}: {skipped[0][1]}")
+    return items, labels, series, used, skipped
+
+
+def load_split(source: DataSource, split: str, preprocess: Preprocess, class_names: tuple[str, ...], *,
+               progress: bool | None = None) -> LabelledSlices:
+    """Read and preprocess every item of ``split``."""
+    from medinfer.runtime import SeriesBatcher
+
+    items, labels, series, used, skipped = read_split(source, split, class_names, progress)
     dtype = "float16" if source.kind == "series" else "float32"
     total = sum(len(s) for s in series)
     x = np.empty((total, preprocess.channels, *preprocess.size), dtype)

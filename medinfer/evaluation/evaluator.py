@@ -19,21 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from medinfer.checkpoint import find_config
 from medinfer.data.dataset import discover
-from medinfer.data.slices import class_index, read_items
-from medinfer.errors import InputError
+from medinfer.data.slices import read_split
 from medinfer.evaluation.metrics import classification_metrics
 from medinfer.evaluation.plots import plot_confusion, plot_roc
-
-
-def resolve_model(path: str | Path) -> Path:
-    """A run folder's best checkpoint (``best.json``), or the checkpoint / engine file given."""
-    path = Path(path)
-    if path.is_dir() and (path / "best.json").is_file() and (path / "run.json").is_file():
-        return path / "best.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such run folder, checkpoint or engine file")
-    return path
 
 
 def evaluate(run_or_checkpoint: str | Path, data: str | Path, out: str | Path, *, split: str = "test",
@@ -43,15 +33,13 @@ def evaluate(run_or_checkpoint: str | Path, data: str | Path, out: str | Path, *
     holds (without the per-item ROC points)."""
     from medinfer.engine import Engine
 
-    model_path = resolve_model(run_or_checkpoint)
+    model_path = Path(run_or_checkpoint)
+    if model_path.is_dir():  # a checkpoint's folder, or a run folder: its best checkpoint
+        model_path = find_config(model_path)
     engine = Engine(model_path, backend=backend, device=device)
     names = tuple(engine.class_names)
     source = discover(data)
-    items = source.items(split)
-    labels = class_index(names, items, f"{source.root} ({split})")
-    series, used, skipped = read_items(source, items, progress, desc=f"reading {split}")
-    if not series:
-        raise InputError(f"{source.root}: no usable item in the {split!r} split")
+    items, labels, series, used, skipped = read_split(source, split, names, progress)
     skipped = [*source.skipped, *skipped]
     y = labels[used]
     preds = engine.predict_many(series, aggregate=aggregate, progress=progress)
