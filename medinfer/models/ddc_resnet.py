@@ -155,7 +155,7 @@ def _build(cfg: DDCResNetCfg, num_classes: int, in_chans: int) -> DDCResNet:
     return DDCResNet(cfg, num_classes, in_chans)
 
 
-_TABLE3 = {"class_names": LIVER_CLASSES, "input_size": (64, 64), "preprocess": LIVER_PREPROCESS,
+_TABLE3 = {"class_names": LIVER_CLASSES, "preprocess": LIVER_PREPROCESS,
            "paper": "seed 000 Table 3"}
 _MSFE = {"scale": 4}
 _DFE = {**_MSFE, "dfe": True}

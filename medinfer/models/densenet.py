@@ -88,7 +88,7 @@ def _build(cfg: DenseNetCfg, num_classes: int, in_chans: int) -> DenseNet:
     return DenseNet(cfg, num_classes, in_chans)
 
 
-@variant("densenet", _build, DenseNetCfg(), class_names=LIVER_CLASSES, input_size=(64, 64),
+@variant("densenet", _build, DenseNetCfg(), class_names=LIVER_CLASSES,
          preprocess=LIVER_PREPROCESS, paper="seed 000 Table 4 (classical network)")
 def densenet121():
     """DenseNet-121 (Huang et al., 2017)"""

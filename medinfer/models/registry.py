@@ -44,8 +44,7 @@ class ModelSpec:
     builder: Callable[..., nn.Module]  # (cfg, num_classes, in_chans) -> model
     cfg: Any  # the family's config dataclass, defaults of this variant
     class_names: tuple[str, ...]
-    input_size: tuple[int, int]  # (H, W) the paper uses
-    preprocess: Preprocess  # how HU slices become this model's input; stored with every engine
+    preprocess: Preprocess  # how HU slices become this model's input (its size: the paper's); stored with engines
     in_chans: int = 1
     paper: str = ""  # where it comes from, e.g. "seed 000 Table 3"
     paper_params_m: float | None = None  # the paper's parameter count, when it reports one
@@ -55,6 +54,11 @@ class ModelSpec:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) the paper uses: what the registered Preprocess resizes to."""
+        return self.preprocess.size
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -62,9 +66,9 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register(spec: ModelSpec) -> ModelSpec:
     if spec.name in _REGISTRY:
         raise ValueError(f"model {spec.name!r} is registered twice")
-    if spec.preprocess.size != tuple(spec.input_size) or spec.preprocess.channels != spec.in_chans:
-        raise ValueError(f"model {spec.name!r}: preprocess gives {spec.preprocess.channels}×{spec.preprocess.size}, "
-                         f"the model takes {spec.in_chans}×{tuple(spec.input_size)}")
+    if spec.preprocess.channels != spec.in_chans:
+        raise ValueError(f"model {spec.name!r}: preprocess gives {spec.preprocess.channels} channels, the model "
+                         f"takes {spec.in_chans}")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -141,7 +145,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def variant(family: str, builder: Callable[..., nn.Module], cfg: Any, *, class_names: tuple[str, ...],
-            input_size: tuple[int, int], preprocess: Preprocess, paper: str = "",
+            preprocess: Preprocess, paper: str = "",
             paper_params_m: float | None = None,
             description: str = "") -> Callable[[Callable[[], Any]], Callable[..., nn.Module]]:
     """Decorator for a variant function ``def name(): return cfg_changes`` — the function name is the
@@ -150,7 +154,7 @@ def variant(family: str, builder: Callable[..., nn.Module], cfg: Any, *, class_n
     def wrap(fn: Callable[[], dict[str, Any]]) -> Callable[..., nn.Module]:
         spec = register(ModelSpec(
             name=fn.__name__, family=family, builder=builder, cfg=apply_overrides(cfg, fn()),
-            class_names=class_names, input_size=input_size, preprocess=preprocess, paper=paper,
+            class_names=class_names, preprocess=preprocess, paper=paper,
             paper_params_m=paper_params_m,
             description=description or (fn.__doc__ or "").strip().splitlines()[0],
         ))

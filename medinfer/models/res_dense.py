@@ -73,7 +73,7 @@ def _build(cfg: DualPipeCfg, num_classes: int, in_chans: int) -> DualPipeNet:
     return DualPipeNet(cfg, num_classes, in_chans)
 
 
-_SEED3 = {"class_names": COVID_CLASSES, "input_size": (256, 256), "preprocess": CHEST_PREPROCESS, "paper": "seed 003"}
+_SEED3 = {"class_names": COVID_CLASSES, "preprocess": CHEST_PREPROCESS, "paper": "seed 003"}
 
 
 @variant("dual_pipe", _build, DualPipeCfg(), **_SEED3)

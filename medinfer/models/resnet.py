@@ -122,7 +122,7 @@ def _build(cfg: ResNetCfg, num_classes: int, in_chans: int) -> ResNet:
     return ResNet(cfg, num_classes, in_chans)
 
 
-_LIVER = {"class_names": LIVER_CLASSES, "input_size": (64, 64), "preprocess": LIVER_PREPROCESS}
+_LIVER = {"class_names": LIVER_CLASSES, "preprocess": LIVER_PREPROCESS}
 
 
 @variant("resnet", _build, ResNetCfg(), paper="seed 000 Table 4 (classical network)", **_LIVER)

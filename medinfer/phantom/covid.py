@@ -77,7 +77,7 @@ def ggo_field(rng: np.random.Generator, lungs: np.ndarray, spacing: tuple[float,
     pix = dy * COARSE
     periph = lungs & ~erode(lungs, max(int(round(PERIPHERAL_MM / pix)), 1))
     candidates = np.argwhere(periph)
-    zz, yy, xx = np.meshgrid(*(np.arange(s, dtype=np.float64) for s in lungs.shape), indexing="ij")
+    zz, yy, xx = np.meshgrid(*(np.arange(s, dtype=np.float64) for s in lungs.shape), indexing="ij", sparse=True)
     field = np.zeros(lungs.shape)
     patches = []
     for _ in range(int(rng.integers(2, 9))):
