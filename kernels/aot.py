@@ -85,22 +85,27 @@ def plan(call: tuple[str, tuple, dict], dtype: torch.dtype) -> Launch | None:
     from medinfer.kernels import dilated_branches as dilated_kernel
     from medinfer.kernels import octave_conv as octave_kernel
 
-    from medinfer.ops import DDCEpilogue
+    from medinfer.ops import dilated, octave
 
     name, args, kwargs = call
     args = _materialise(args, dtype)
     if name == "octave_conv":
-        x_h, x_l, *weights = args
-        if x_l is None and weights[1] is None or weights[0].shape[-1] not in (1, 3):
-            return None  # an ordinary convolution, or a kernel size the fused kernel leaves to the reference
-        return octave_kernel.plan(x_h, x_l, *weights, kwargs.get("stride", 1))
-    epilogue = kwargs.get("epilogue")
-    if epilogue is None:
+        x_h, x_l, w_hh, w_hl, w_lh, w_ll = args
+        # The op's own rule: else the reference runs (an ordinary convolution, another kernel size).
+        if not octave.kernel_covers(x_l, w_hh, w_hl):
+            return None
+        return octave_kernel.plan(x_h, x_l, w_hh, w_hl, w_lh, w_ll, kwargs.get("stride", 1))
+    x, weights, biases, dilations = args
+    e = kwargs.get("epilogue")
+    if e is not None:
+        e = dilated.DDCEpilogue(*_materialise((e.weight, e.bias, e.residual), dtype), keep=e.keep)
+    keep = dilated._validate(x, list(weights), list(biases), list(dilations), e)
+    covered, fused_epilogue = dilated.kernel_covers(weights, e)
+    if not covered:
+        return None
+    if not fused_epilogue:
         return dilated_kernel.plan(*args)
-    epilogue = DDCEpilogue(*_materialise((epilogue.weight, epilogue.bias, epilogue.residual), dtype),
-                           keep=epilogue.keep)
-    keep = tuple(epilogue.keep) or (False,) * len(args[1])
-    return dilated_kernel.plan(*args, epilogue.weight, epilogue.bias, epilogue.residual, keep)
+    return dilated_kernel.plan(*args, e.weight, e.bias, e.residual, keep)
 
 
 def compile_launch(launch: Launch):
@@ -187,14 +192,13 @@ def specializations(all_shapes: bool = False) -> list[tuple[dict, Launch]]:
                 continue
             flags = _flags(launch)
             shape = tuple(launch.args[0].shape)
-            key = json.dumps([launch.kernel.__name__, str(dtype), flags, shape if all_shapes else None,
-                              {k: v for k, v in launch.kwargs.items() if k not in flags}], default=str)
+            # One per compiled specialisation (shape and configuration), or one per (kernel, dtype, flags).
+            key = json.dumps([launch.kernel.__name__, str(dtype), flags] + (
+                [shape, {k: v for k, v in launch.kwargs.items() if k not in flags}] if all_shapes else []), default=str)
             weight = sum(v for k, v in launch.kwargs.items() if k.startswith("BLOCK"))
             info = {"kernel": launch.kernel.__name__, "dtype": str(dtype).removeprefix("torch."),
                     "shape": shape, "flags": flags,
                     "config": {k: v for k, v in launch.kwargs.items() if k.startswith("BLOCK") or k.startswith("num_")}}
-            if not all_shapes:
-                key = json.dumps([info["kernel"], info["dtype"], flags], default=str)
             if key not in chosen or weight > chosen[key][2]:
                 chosen[key] = (info, launch, weight)
     return [(info, launch) for info, launch, _ in chosen.values()]

@@ -53,8 +53,7 @@ def dilated_branches(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tens
     keep = _validate(x, weights, biases, dilations, epilogue)
     from medinfer.ops import onnx as _onnx
 
-    covered = len({w.shape[0] for w in weights}) == 1
-    fused_epilogue = epilogue is not None and epilogue.weight.shape[0] <= MAX_PROJECT_WIDTH
+    covered, fused_epilogue = kernel_covers(weights, epilogue)
     if covered and _onnx.emitting_plugin_nodes(x):
         if epilogue is None or fused_epilogue:
             return _onnx.dilated_branches_node(x, weights, biases, dilations, epilogue, keep)
@@ -71,6 +70,13 @@ def dilated_branches(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tens
         return run(x, weights, biases, dilations, epilogue.weight, epilogue.bias, epilogue.residual, keep)
     ts = run(x, weights, biases, dilations)
     return ts if epilogue is None else _with_epilogue(ts, epilogue, keep)
+
+
+def kernel_covers(weights: Sequence[Tensor], epilogue: DDCEpilogue | None) -> tuple[bool, bool]:
+    """Whether the fused kernels take a (validated) call — branches of one width — and whether they also
+    fuse its epilogue (projections of at most :data:`MAX_PROJECT_WIDTH` channels)."""
+    return (len({w.shape[0] for w in weights}) == 1,
+            epilogue is not None and epilogue.weight.shape[0] <= MAX_PROJECT_WIDTH)
 
 
 def _with_epilogue(ts: list[Tensor], epilogue: DDCEpilogue, keep: tuple[bool, ...]) -> list[Tensor]:

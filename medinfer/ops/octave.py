@@ -33,13 +33,18 @@ def octave_conv(x_h: Tensor, x_l: Tensor | None, w_hh: Tensor, w_hl: Tensor | No
     _validate(x_h, x_l, w_hh, w_hl, w_lh, w_ll, stride)
     from medinfer.ops import onnx as _onnx
 
-    covered = w_hh.shape[-1] in FUSED_KERNEL_SIZES and not (x_l is None and w_hl is None)
+    covered = kernel_covers(x_l, w_hh, w_hl)
     if covered and _onnx.emitting_plugin_nodes(x_h):
         return _onnx.octave_conv_node(x_h, x_l, w_hh, w_hl, w_lh, w_ll, stride)
     name = backend_for((x_h, x_l, w_hh, w_hl, w_lh, w_ll), backend, covered)
     if name == "torch":
         return layers.octave_conv(x_h, x_l, w_hh, w_hl, w_lh, w_ll, stride)
     return launcher(name).octave_conv(x_h, x_l, w_hh, w_hl, w_lh, w_ll, stride)
+
+
+def kernel_covers(x_l: Tensor | None, w_hh: Tensor, w_hl: Tensor | None) -> bool:
+    """Whether the fused kernels take a (validated) call: a low-frequency side, kernel size 1 or 3."""
+    return w_hh.shape[-1] in FUSED_KERNEL_SIZES and not (x_l is None and w_hl is None)
 
 
 def _validate(x_h: Tensor, x_l: Tensor | None, w_hh: Tensor, w_hl: Tensor | None, w_lh: Tensor | None,
