@@ -31,13 +31,30 @@ class Row:
     items: int
     baseline: str
     candidate: str
-    baseline_seconds: float
+    baseline_seconds: float  # median per call
     candidate_seconds: float
-    baseline_items_per_s: float
-    items_per_s: float
-    speedup: float
     target: str = ""
-    met: bool | None = None
+    target_speedup: float | None = None
+
+    @property
+    def baseline_items_per_s(self) -> float:
+        return self.items / self.baseline_seconds
+
+    @property
+    def items_per_s(self) -> float:
+        return self.items / self.candidate_seconds
+
+    @property
+    def speedup(self) -> float:
+        return self.baseline_seconds / self.candidate_seconds
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.target_speedup is None else self.speedup >= self.target_speedup
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "baseline_items_per_s": self.baseline_items_per_s, "items_per_s": self.items_per_s,
+                "speedup": self.speedup, "met": self.met}
 
 
 @dataclass
@@ -49,7 +66,7 @@ class Report:
     derived: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"machine": self.machine, "rows": [asdict(r) for r in self.rows],
+        return {"machine": self.machine, "rows": [r.to_json() for r in self.rows],
                 "skipped": [asdict(s) for s in self.skipped], "derived": self.derived, "notes": self.notes}
 
     def format_table(self) -> str:
@@ -113,13 +130,9 @@ def run(comparisons: list[cases.Comparison], *, min_time: float, progress: bool 
     bar = progress_bar(comparisons, desc="benchmarks", unit="comparison", progress=progress)
     for c in bar:
         base, cand = measure([c.baseline, c.candidate], min_time=min_time)
-        speedup = base.seconds / cand.seconds
-        rows.append(Row(
-            group=c.group, model=c.model, batch=c.batch, items=c.items, baseline=c.baseline_label,
-            candidate=c.candidate_label, baseline_seconds=base.seconds, candidate_seconds=cand.seconds,
-            baseline_items_per_s=c.items / base.seconds, items_per_s=c.items / cand.seconds, speedup=speedup,
-            target=c.target_text, met=None if c.target_speedup is None else speedup >= c.target_speedup,
-        ))
+        rows.append(Row(group=c.group, model=c.model, batch=c.batch, items=c.items, baseline=c.baseline_label,
+                        candidate=c.candidate_label, baseline_seconds=base.seconds, candidate_seconds=cand.seconds,
+                        target=c.target_text, target_speedup=c.target_speedup))
     return rows
 
 
