@@ -72,6 +72,28 @@ def chest_ct():
 
 
 @pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory):
+    """``tiny_exports(name)``: ``tiny.tiny_model(name)`` saved as a checkpoint and exported to ONNX once per
+    session (exports are the slow part): ``{"model", "checkpoint", "onnx"}``."""
+    from tiny import tiny_model
+
+    from medinfer.checkpoint import save_checkpoint
+    from medinfer.export import export_onnx
+
+    out, made = tmp_path_factory.mktemp("tiny-exports"), {}
+
+    def get(name: str) -> dict:
+        if name not in made:
+            model = tiny_model(name)
+            checkpoint = save_checkpoint(model, out / name)
+            made[name] = {"model": model, "checkpoint": checkpoint,
+                          "onnx": export_onnx(checkpoint, out / f"{name}.onnx", progress=False)}
+        return made[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def ct5n():
     """pydicom's bundled five-slice 16×16 CT series."""
     from medinfer import samples

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-from tiny import TINY
 
 from medinfer.bench import cases, suite
 from medinfer.bench.artefacts import Artefacts
@@ -65,21 +64,10 @@ def test_run_report_table_json_and_plot(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_artefacts(tmp_path_factory):
-    """Both models, tiny, saved and exported the way model_artefacts does at full size."""
-    import torch
-
-    from medinfer.checkpoint import save_checkpoint
-    from medinfer.export import export_onnx
-    from medinfer.models import create
-
-    out = tmp_path_factory.mktemp("bench")
-    arts = {}
-    for name in suite.MODELS:
-        torch.manual_seed(0)
-        checkpoint = save_checkpoint(create(name, **TINY[name]), out / f"{name}.json")
-        arts[name] = Artefacts(name, checkpoint, export_onnx(checkpoint, out / f"{name}.onnx", progress=False), 0.0)
-    return arts
+def tiny_artefacts(tiny_exports):
+    """Both models, tiny, as model_artefacts gives them at full size."""
+    return {name: Artefacts(name, tiny_exports(name)["checkpoint"], tiny_exports(name)["onnx"], 0.0)
+            for name in suite.MODELS}
 
 
 @pytest.mark.parametrize("name", suite.MODELS)

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from tiny import TINY
+from tiny import tiny_model
 
 from medinfer import backends
 from medinfer.checkpoint import save_checkpoint
@@ -21,19 +21,13 @@ from medinfer.engine.tensorrt_build import parse_batch_range
 from medinfer.engine.torch_backend import TorchEngine
 from medinfer.errors import EngineError, InputError
 from medinfer.export.onnx import export_onnx, read_export
-from medinfer.models import create
 
 
 @pytest.fixture(scope="module")
 def artefacts(tmp_path_factory):
     """A tiny DDC-ResNet101 as a checkpoint and as its ONNX export."""
     out = tmp_path_factory.mktemp("engine")
-    torch.manual_seed(0)
-    model = create("ddc_resnet101", **TINY["ddc_resnet101"]).eval()
-    with torch.no_grad():  # calibrated-looking BN statistics, so probabilities are not one-hot
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_var.uniform_(1.0, 4.0)
+    model = tiny_model("ddc_resnet101")
     config = save_checkpoint(model, out / "ddc")
     onnx_path = export_onnx(config, out / "ddc.onnx", progress=False)
     return {"model": model, "checkpoint": config, "onnx": onnx_path, "dir": out}

@@ -26,15 +26,14 @@ def _props(path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def models():
-    return {name: create(name, **TINY[name]).eval() for name in list_models()}
+def models(tiny_exports):
+    return {name: tiny_exports(name)["model"] for name in list_models()}
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory, models):
-    """Every registered model, tiny, exported once for the tests of this module."""
-    out = tmp_path_factory.mktemp("exports")
-    return {name: export_onnx(model, out / f"{name}.onnx", progress=False) for name, model in models.items()}
+def exports(tiny_exports):
+    """Every registered model, tiny, exported once for the session."""
+    return {name: tiny_exports(name)["onnx"] for name in list_models()}
 
 
 @pytest.mark.parametrize("name", list_models())

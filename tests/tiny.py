@@ -13,3 +13,19 @@ TINY = {
     "resdense_net": {"resnet": TINY_RESNET, "densenet": TINY_DENSENET},
     "densenet_pair": {"densenet": TINY_DENSENET},
 }
+
+
+def tiny_model(name: str):
+    """``name`` built from TINY, seeded, in eval mode, with BatchNorm statistics that keep its probabilities
+    away from one-hot (as trained statistics would)."""
+    import torch
+
+    from medinfer.models import create
+
+    torch.manual_seed(0)
+    model = create(name, **TINY[name]).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(1.0, 4.0)
+    return model
