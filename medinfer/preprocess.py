@@ -36,16 +36,12 @@ DISPLAY_MAX = 255.0  # 8-bit display images (JPG/PNG slices) run from 0 to 255
 def _pair(value: Any, name: str, *, integer: bool = False) -> tuple:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise InputError(f"Preprocess.{name}: expected a pair, got {value!r}")
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise InputError(f"Preprocess.{name}: expected numbers, got {value!r}")
-        if integer and float(v) != int(v):
+    out = tuple(_number(v, name) for v in value)  # finite first: int() of inf or NaN would raise
+    if integer:
+        if any(v != int(v) for v in out):
             raise InputError(f"Preprocess.{name}: expected integers, got {value!r}")
-        if not math.isfinite(float(v)):
-            raise InputError(f"Preprocess.{name}: values must be finite, got {value!r}")
-        out.append(int(v) if integer else float(v))
-    return tuple(out)
+        return tuple(int(v) for v in out)
+    return out
 
 
 def _number(value: Any, name: str) -> float:

@@ -99,11 +99,17 @@ def chest_ct(cache: str | os.PathLike | None = None) -> Path:
     return folder
 
 
-def pydicom_ct5n() -> Path:
-    """pydicom's bundled five-slice 16×16 CT series (``dicomdirtests/98892001/CT5N``)."""
+def _pydicom_test_files() -> Path:
     import pydicom.data
 
-    folder = Path(pydicom.data.__file__).parent / "test_files" / "dicomdirtests" / "98892001" / "CT5N"
+    return Path(pydicom.data.__file__).parent / "test_files"
+
+
+def pydicom_ct5n() -> Path:
+    """pydicom's bundled five-slice 16×16 CT series (``dicomdirtests/98892001/CT5N``)."""
+    import pydicom
+
+    folder = _pydicom_test_files() / "dicomdirtests" / "98892001" / "CT5N"
     if not folder.is_dir():
         raise SampleDataError(f"pydicom {pydicom.__version__} does not ship {folder}")
     return folder
@@ -111,9 +117,9 @@ def pydicom_ct5n() -> Path:
 
 def pydicom_test_file(name: str) -> Path:
     """A file bundled in pydicom's wheel under ``data/test_files`` (never one that pydicom would download)."""
-    import pydicom.data
+    import pydicom
 
-    path = Path(pydicom.data.__file__).parent / "test_files" / name
+    path = _pydicom_test_files() / name
     if not path.is_file():
         raise SampleDataError(f"pydicom {pydicom.__version__} does not ship test file {name!r}")
     return path

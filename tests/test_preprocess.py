@@ -91,6 +91,7 @@ def test_round_trip_through_json():
     [
         ({"size": [0, 4]}, "size"),
         ({"size": [4.5, 4]}, "size"),
+        ({"size": [float("inf"), 4]}, "size"),  # int(inf) would raise OverflowError
         ({"size": "64"}, "size"),
         ({"channels": 2}, "channels"),
         ({"channels": True}, "channels"),
