@@ -91,6 +91,17 @@ def test_folder_with_two_checkpoints_is_ambiguous(saved, tmp_path):
         load_checkpoint(config.parent)
 
 
+def test_a_training_run_folder_means_its_best_checkpoint(saved):
+    model, config = saved
+    run = config.parent
+    for name in ("best", "final"):
+        save_checkpoint(model, run / name)
+    (run / "run.json").write_text("{}")
+    (run / "model.json").unlink()
+    assert find_config(run) == run / "best.json"
+    assert load_checkpoint(run).metadata.name == load_checkpoint(run / "best.json").metadata.name
+
+
 def test_model_not_from_the_registry_is_refused(tmp_path):
     with pytest.raises(InputError, match="not made by medinfer.models.create"):
         save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "x")
