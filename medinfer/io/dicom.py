@@ -14,6 +14,7 @@ Rows, Columns, NumberOfFrames and the bit depth are checked against :data:`MAX_S
 from __future__ import annotations
 
 import math
+import mmap
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,21 +102,21 @@ def _read_dataset(path: Path, stop_before_pixels: bool, tags: list[str] | None =
     if size > MAX_FILE_BYTES:
         raise Unusable(f"file of {size} bytes is larger than the {MAX_FILE_BYTES >> 30} GiB medinfer reads")
     try:
-        f = path.open("rb")
-        head = f.read(132)
-        f.seek(0)
-    except OSError as exc:
-        raise Unusable(f"cannot read the file: {exc.strerror or exc}") from None
-    has_marker = len(head) == 132 and head[128:] == b"DICM"
-    # Parsed from the open file, so a header pass stops reading where the pixel data begins; a value claiming
-    # more bytes than the file holds reads only what is there.
-    with f:
+        with path.open("rb") as f:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        raise Unusable(f"cannot read the file: {getattr(exc, 'strerror', None) or exc}") from None
+    has_marker = len(data) >= 132 and data[128:132] == b"DICM"
+    # Parsed from a memory map: a header pass touches only the pages before the pixel data, and a value
+    # claiming more bytes than the file holds reads only what is there (a file object's read(n) would
+    # allocate all n bytes first).
+    with data:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pydicom warns about every odd value; we judge them ourselves
                 # Files without the 'DICM' marker may still be DICOM (no preamble, ACR-NEMA style): force,
                 # then require real DICOM attributes below.
-                ds = pydicom.dcmread(f, force=not has_marker, stop_before_pixels=stop_before_pixels,
+                ds = pydicom.dcmread(data, force=not has_marker, stop_before_pixels=stop_before_pixels,
                                      specific_tags=tags)
                 if not has_marker and "SOPClassUID" not in ds and "Modality" not in ds:
                     raise Unusable("not a DICOM file (no 'DICM' marker and no DICOM header)")
