@@ -43,7 +43,8 @@ def test_unreadable_train_files_are_reported_after_the_holdout(tmp_path):
     # The validation hold-out splits the items that were read; the files that could not be stay reported.
     data = write_roi_set(tmp_path / "data", np.random.default_rng(5), train=3, test=1)
     (data / "train" / "MET" / "broken.npy").write_bytes(b"not an array")
-    result = _run("se_resnet101", data, tmp_path / "run", epochs=1)
+    with pytest.warns(UserWarning, match="1 file.s. not used .*broken.npy"):
+        result = _run("se_resnet101", data, tmp_path / "run", epochs=1)
     assert [p.rsplit("/", 1)[-1] for p, _ in result.skipped] == ["broken.npy"]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert [s["path"].rsplit("/", 1)[-1] for s in run["skipped"]] == ["broken.npy"]
