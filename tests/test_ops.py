@@ -6,7 +6,10 @@
 * Every kernel output is poisoned with NaN before the launch, so an element the kernel forgets to write fails.
 * Tolerances, one table for everything (flash-attention's rule): the fused result's largest error against
   the float64 reference may be at most ``FACTOR`` times the largest error of the same computation done by
-  PyTorch in that dtype on the same device, plus ``FLOOR`` for results PyTorch happens to get exactly.
+  PyTorch in that dtype on the same device, plus ``ULPS`` units in the last place of the output's largest
+  magnitude (at least 1): the fused kernel rounds its result once where PyTorch may be lucky, and Triton's
+  interpreter rounds fp32 → bf16 toward zero (compiled Triton rounds to nearest even), so on the CPU that one
+  rounding can cost a whole ulp.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ from medinfer.errors import InputError
 from medinfer.models import layers as L
 from medinfer.ops import _dispatch
 
-#: dtype: (FACTOR, FLOOR) — see the module docstring. Outputs are O(1) (unit inputs, 1/√fan-in weights).
+#: dtype: (FACTOR, ULPS) — see the module docstring.
 TOLERANCES = {
-    torch.float32: (2.0, 1e-5),
-    torch.float16: (2.0, 2e-3),
-    torch.bfloat16: (2.0, 1.6e-2),
+    torch.float32: (2.0, 1),
+    torch.float16: (2.0, 1),
+    torch.bfloat16: (2.0, 1),
 }
 DTYPES = list(TOLERANCES)
 
@@ -52,13 +55,15 @@ def assert_matches_reference(fused, reference, args, dtype, device="cpu"):
     """``fused`` (tensor or list of them) vs ``reference(*args)`` in float64 and in ``dtype`` (same device)."""
     exact = reference(*cast(args, torch.float64))
     at_dtype = reference(*cast(args, dtype, device))
-    factor, floor = TOLERANCES[dtype]
+    factor, ulps = TOLERANCES[dtype]
     for f, e, d in zip(_flat(fused), _flat(exact), _flat(at_dtype), strict=True):
         assert f.dtype == dtype and f.shape == e.shape
         assert torch.isfinite(f).all(), "unwritten (NaN-poisoned) or non-finite output elements"
         err = (f.double().cpu() - e).abs().max().item()
         base = (d.double().cpu() - e).abs().max().item()
-        assert err <= factor * base + floor, f"{dtype}: error {err:.3g} > {factor} × PyTorch's {base:.3g} + {floor}"
+        floor = ulps * torch.finfo(dtype).eps * max(1.0, e.abs().max().item())
+        assert err <= factor * base + floor, (f"{dtype}: error {err:.3g} > {factor} × PyTorch's {base:.3g} + "
+                                              f"{ulps} ulp ({floor:.3g})")
 
 
 def _flat(x):
