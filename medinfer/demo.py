@@ -92,7 +92,7 @@ def run_demo(out: str | Path = "medinfer-demo", *, device: str | None = None, pe
     if device == "cuda" and not backends.BACKENDS["onnxruntime"].is_available("cuda"):
         engine_path = result.checkpoint  # PyTorch on the GPU: this ONNX Runtime has no CUDA provider
     engine = Engine(engine_path, device=device)
-    report.metrics = evaluate(engine_path, data, out / "report", device=device, progress=progress)
+    report.metrics = evaluate(engine, data, out / "report", progress=progress)
     m = report.metrics
     report.step("evaluated the engine on the phantom test set", t,
                 f"accuracy {m['accuracy']:.3f}, macro F1 {m['macro']['f1']:.3f}, macro AUC {m['macro']['auc']:.3f}")

@@ -73,7 +73,7 @@ def tiny_artefacts(tiny_exports):
 @pytest.mark.parametrize("name", suite.MODELS)
 def test_baselines_agree_with_their_candidates(tiny_artefacts, chest_ct, name):
     art = tiny_artefacts[name]
-    (end_to_end,) = [cases.end_to_end_comparison(art, chest_ct)]
+    end_to_end = cases.end_to_end_comparison(art, chest_ct)
     naive, (prediction,) = end_to_end.baseline(), end_to_end.candidate()
     assert end_to_end.items == len(prediction.slice_probabilities) == 64
     np.testing.assert_allclose(naive, list(prediction.probabilities.values()), atol=1e-4)

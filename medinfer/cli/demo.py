@@ -21,11 +21,9 @@ def run(args) -> int:
     from medinfer.bench.machine import describe, one_line
     from medinfer.demo import run_demo
 
-    device = None
     if args.gpu:
         backends.select("engine", "cuda", "torch")  # refuses with the reason when there is no usable GPU
-        device = "cuda"
-    report = run_demo(args.out, device=device or "cpu", per_class=args.per_class, epochs=args.epochs,
+    report = run_demo(args.out, device="cuda" if args.gpu else "cpu", per_class=args.per_class, epochs=args.epochs,
                       seed=args.seed)
     print()
     print(report.format(one_line(describe())))

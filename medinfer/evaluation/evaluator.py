@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,18 +26,25 @@ from medinfer.data.slices import read_split
 from medinfer.evaluation.metrics import classification_metrics
 from medinfer.evaluation.plots import plot_confusion, plot_roc
 
-
-def evaluate(run_or_checkpoint: str | Path, data: str | Path, out: str | Path, *, split: str = "test",
-             progress: bool | None = None, aggregate: str = "mean", backend: str | None = None,
-             device: str | None = None) -> dict:
-    """Metrics of a model on ``split`` of ``data``; see the module docstring. Returns what ``metrics.json``
-    holds (without the per-item ROC points)."""
+if TYPE_CHECKING:
     from medinfer.engine import Engine
 
-    model_path = Path(run_or_checkpoint)
-    if model_path.is_dir():  # a checkpoint's folder, or a run folder: its best checkpoint
-        model_path = find_config(model_path)
-    engine = Engine(model_path, backend=backend, device=device)
+
+def evaluate(run_or_checkpoint: str | Path | Engine, data: str | Path, out: str | Path, *, split: str = "test",
+             progress: bool | None = None, aggregate: str = "mean", backend: str | None = None,
+             device: str | None = None) -> dict:
+    """Metrics of a model on ``split`` of ``data``; see the module docstring. ``run_or_checkpoint`` may also
+    be an :class:`~medinfer.engine.Engine` already loaded (``backend`` and ``device`` are then its own).
+    Returns what ``metrics.json`` holds (without the per-item ROC points)."""
+    from medinfer.engine import Engine
+
+    if isinstance(run_or_checkpoint, Engine):
+        engine = run_or_checkpoint
+    else:
+        model_path = Path(run_or_checkpoint)
+        if model_path.is_dir():  # a checkpoint's folder, or a run folder: its best checkpoint
+            model_path = find_config(model_path)
+        engine = Engine(model_path, backend=backend, device=device)
     names = tuple(engine.class_names)
     source = discover(data)
     items, labels, series, used, skipped = read_split(source, split, names, progress)
@@ -46,7 +54,7 @@ def evaluate(run_or_checkpoint: str | Path, data: str | Path, out: str | Path, *
     probs = np.stack([[p.probabilities[c] for c in names] for p in preds])
     headline = classification_metrics(y, probs, names)
     level = "series" if source.kind == "series" else "roi"
-    result = {"model": str(model_path), "engine": engine.backend, "device": engine.device, "data": str(source.root),
+    result = {"model": str(engine.path), "engine": engine.backend, "device": engine.device, "data": str(source.root),
               "split": split, "kind": source.kind, "level": level, "class_names": list(names), **headline}
     if source.kind == "series":
         slice_probs = np.concatenate([p.slice_probabilities for p in preds])

@@ -40,7 +40,8 @@ from medinfer.training.recipes import Recipe, default_recipe, get_recipe, make_o
 from medinfer.training.state import load_state, read_state, save_state
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
-# What must agree between a run and its resumption (everything but the number of epochs).
+
+
 @dataclass
 class TrainResult:
     checkpoint: Path  # best.json: the lowest validation loss
