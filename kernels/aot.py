@@ -134,28 +134,27 @@ def cuobjdump() -> str | None:
     return found
 
 
-def list_elf(library: Path) -> list[str]:
-    """The cubin architectures embedded in ``library`` (``cuobjdump --list-elf``), e.g. ['sm_80', 'sm_90']."""
+def _run_cuobjdump(*args: str) -> str:
     tool = cuobjdump()
     if tool is None:
         raise FileNotFoundError("cuobjdump is neither on PATH nor bundled with Triton")
-    text = subprocess.run([tool, "--list-elf", str(library)], capture_output=True, text=True, check=True).stdout
-    return sorted(set(re.findall(r"\.(sm_\d+)\.cubin", text)))
+    return subprocess.run([tool, *args], capture_output=True, text=True, check=True).stdout
+
+
+def list_elf(library: Path) -> list[str]:
+    """The cubin architectures embedded in ``library`` (``cuobjdump --list-elf``), e.g. ['sm_80', 'sm_90']."""
+    return sorted(set(re.findall(r"\.(sm_\d+)\.cubin", _run_cuobjdump("--list-elf", str(library)))))
 
 
 def resource_usage(cubin_or_library: bytes | Path) -> list[dict]:
     """Per-kernel registers, stack (spills) and static shared memory from ``cuobjdump --dump-resource-usage``,
     for a cubin's bytes or a library holding cubins; each row names its kernel and architecture."""
-    tool = cuobjdump()
-    if tool is None:
-        raise FileNotFoundError("cuobjdump is neither on PATH nor bundled with Triton")
     with tempfile.TemporaryDirectory() as tmp:
         path = cubin_or_library
         if isinstance(cubin_or_library, bytes):
             path = Path(tmp) / "kernel.cubin"
             path.write_bytes(cubin_or_library)
-        text = subprocess.run([tool, "--dump-resource-usage", str(path)], capture_output=True, text=True,
-                              check=True).stdout
+        text = _run_cuobjdump("--dump-resource-usage", str(path))
     demangle = shutil.which("c++filt")
     if demangle:
         text = subprocess.run([demangle], input=text, capture_output=True, text=True, check=True).stdout
