@@ -4,12 +4,12 @@ the same work as its candidate and gets the same answer), the report and the com
 from __future__ import annotations
 
 import json
-import time
+import types
 
 import numpy as np
 import pytest
 
-from medinfer.bench import cases, suite
+from medinfer.bench import cases, suite, timer
 from medinfer.bench.artefacts import Artefacts
 from medinfer.bench.timer import measure
 from medinfer.cli import main
@@ -24,32 +24,52 @@ def test_measure_interleaves_and_counts_rounds():
     assert [t.rounds for t in timings] == [7, 7]
 
 
-def test_measure_honours_min_rounds():
+class FakeClock:
+    """The timer's clock, advanced only by the timed calls: timings that a busy machine cannot disturb.
+    Durations are multiples of 2⁻⁸ s, exact in binary, so sums and differences compare exactly."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def call_taking(self, seconds: float):
+        def call():
+            self.now += seconds
+
+        return call
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(timer, "time", types.SimpleNamespace(perf_counter=lambda: fake.now))
+    return fake
+
+
+TICK = 2.0**-8
+
+
+def test_measure_honours_min_rounds(clock):
     # min_time is reached after two rounds, min_rounds asks for four (well short of 3 × min_time).
-    timings = measure([lambda: time.sleep(0.004), lambda: None], min_time=0.008, min_rounds=4, warmup=0)
+    timings = measure([clock.call_taking(TICK), lambda: None], min_time=2 * TICK, min_rounds=4, warmup=0)
     assert [t.rounds for t in timings] == [4, 4]
 
 
-def test_measure_stops_early_for_slow_calls():
+def test_measure_stops_early_for_slow_calls(clock):
     # One call fills 3 × min_time: no second round, whatever min_rounds says.
-    timings = measure([lambda: time.sleep(0.03), lambda: None], min_time=0.01, min_rounds=5, warmup=0)
-    assert timings[0].rounds == 1 and timings[0].seconds >= 0.03 and timings[0].stdev == 0.0
+    timings = measure([clock.call_taking(3 * TICK), lambda: None], min_time=TICK, min_rounds=5, warmup=0)
+    assert timings[0].rounds == 1 and timings[0].seconds >= 3 * TICK and timings[0].stdev == 0.0
 
 
-def _sleeper(seconds: float):
-    return lambda: time.sleep(seconds)
-
-
-def test_run_report_table_json_and_plot(tmp_path):
+def test_run_report_table_json_and_plot(clock, tmp_path):
     comparisons = [
         cases.Comparison(group="toy throughput", model="toy", batch=b, items=b, baseline_label=f"slow, batch {b}",
-                         baseline=_sleeper(0.004 * b), candidate_label=f"fast, batch {b}",
-                         candidate=_sleeper(0.001 * b))
+                         baseline=clock.call_taking(4 * TICK * b), candidate_label=f"fast, batch {b}",
+                         candidate=clock.call_taking(TICK * b))
         for b in (1, 3)
-    ] + [cases.Comparison(group="toy target", items=2, baseline_label="slow", baseline=_sleeper(0.002),
-                          candidate_label="slower", candidate=_sleeper(0.006), target_speedup=1.0,
+    ] + [cases.Comparison(group="toy target", items=2, baseline_label="slow", baseline=clock.call_taking(2 * TICK),
+                          candidate_label="slower", candidate=clock.call_taking(6 * TICK), target_speedup=1.0,
                           target_text="no slower")]
-    rows = suite.run(comparisons, min_time=0.05, progress=False)
+    rows = suite.run(comparisons, min_time=12 * TICK, progress=False)
     assert [r.batch for r in rows] == [1, 3, None]
     assert rows[0].speedup > 1.5 and rows[1].items_per_s == pytest.approx(3 / rows[1].candidate_seconds)
     assert rows[2].met is False and rows[0].met is None
