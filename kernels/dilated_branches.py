@@ -1,7 +1,7 @@
 """Fused multi-branch dilated 3×3 convolution with the DDC epilogue (Triton kernel and launcher).
 
-Reference: :func:`medinfer.models.layers.dilated_branches` (branches) and
-:func:`medinfer.models.layers.ddc_project_sum` (epilogue); public entry: :func:`medinfer.ops.dilated_branches`.
+The op, its reference and its dispatch live in :mod:`medinfer.ops.dilated`, which allocates the buffers and
+hands them to :func:`plan`; this module imports nothing from medinfer.
 
 Design
 ------
@@ -29,19 +29,17 @@ tensor-core-bound; the gathers are coalesced along pixels for NCHW inputs but ea
 gather (no TMA), and the deepest stage (2×2 maps, 1024 pixels at batch 256) launches too few programs to
 fill 132 SMs. Two fp32 ``BLOCK_P × BLOCK_CO`` tiles live through the epilogue, which is why
 :func:`config` takes fewer pixels for wide projections; ptxas then uses up to ~255 registers per thread at
-8 warps (one program per SM), without spills (``python -m medinfer.kernels.aot``).
+8 warps (one program per SM), without spills (``python -m medinfer.bench.aot``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import triton
 import triton.language as tl
 from torch import Tensor
-
-from medinfer.ops._dispatch import branch_buffers
-from medinfer.ops.dilated import MAX_PROJECT_WIDTH  # widest projection the epilogue keeps in registers
 
 from .conv_common import Launch, block, conv_accumulate, dot, dot_precision
 
@@ -104,39 +102,39 @@ def _dilated_branches_kernel(
                  mask=co_mask)
 
 
-def config(in_channels: int, out_channels: int, project_width: int | None, itemsize: int) -> dict:
+def config(in_channels: int, out_channels: int, project_width: int | None, itemsize: int,
+           max_project_width: int) -> dict:
     """Block sizes and launch shape for one call.
 
     Chosen from the sm_90 compiler's resource report (``tests/test_kernels_aot.py``), not from timings (no
     GPU where this was written): the largest tiles that compile without spills. The epilogue keeps a
     ``BLOCK_P × BLOCK_CO`` fp32 tile for the projection and one for the running sum, and transposes a
-    ``BLOCK_CO × BLOCK_O`` weight tile per chunk, so wide projections (and fp32) take fewer pixels.
+    ``BLOCK_CO × BLOCK_O`` weight tile per chunk, so wide projections (and fp32) take fewer pixels; the
+    caller fuses projections of at most ``max_project_width`` channels.
     """
     cfg = {"BLOCK_P": 64, "BLOCK_O": block(out_channels, 64), "BLOCK_C": block(in_channels, 32), "BLOCK_CO": 16,
            "num_warps": 8, "num_stages": 2}
     if project_width is not None:
-        cfg["BLOCK_CO"] = block(project_width, MAX_PROJECT_WIDTH)
+        cfg["BLOCK_CO"] = block(project_width, max_project_width)
         cfg["BLOCK_O"] = block(out_channels, 32)
         cfg["BLOCK_P"] = 64 if cfg["BLOCK_CO"] <= 32 else 16 if itemsize == 4 and cfg["BLOCK_CO"] >= 256 else 32
     return cfg
 
 
-def plan(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor | None], dilations: Sequence[int],
-         project_weight: Tensor | None = None, project_bias: Tensor | None = None, residual: Tensor | None = None,
-         keep: Sequence[bool] | None = None) -> Launch:
-    """The launch for validated inputs (see :func:`medinfer.ops.dilated_branches`); its outputs are the
-    branch outputs, or with ``project_weight`` ``[out, *(t_k for kept k)]``."""
+def plan(x: Tensor, buf: Any, dilations: Sequence[int], *, max_project_width: int) -> Launch:
+    """The launch for a validated call on ``x`` whose buffers ``buf`` the caller allocated
+    (:class:`medinfer.ops.dilated.BranchBuffers`: laid-out weights and biases, the branch outputs to store,
+    and with an epilogue its projection, residual and ``out``); its outputs are ``buf.results()``."""
     n, c, h, w = x.shape
-    buf = branch_buffers(x, weights, biases, project_weight, project_bias, keep)
     o = buf.weights[0].shape[0]
     epilogue = buf.out is not None
     co = buf.out.shape[1] if epilogue else 0
-    cfg = config(c, o, co if epilogue else None, x.element_size())
+    cfg = config(c, o, co if epilogue else None, x.element_size(), max_project_width)
     # Absent tensors still need a pointer of the right dtype; the constexpr flags keep them unread.
     ys = tuple(y if y is not None else x for y in buf.outputs)
     bs = tuple(b if b is not None else wt for b, wt in zip(buf.biases, buf.weights, strict=True))
     out = buf.out if epilogue else x
-    r = residual if epilogue else x
+    r = buf.residual if epilogue else x
     pw = buf.project_weight if epilogue else x
     pb = buf.project_bias if buf.project_bias is not None else pw
     grid = (triton.cdiv(n * h * w, cfg["BLOCK_P"]), 1 if epilogue else triton.cdiv(o, cfg["BLOCK_O"]))
@@ -148,8 +146,3 @@ def plan(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor | None], 
         STORE=tuple(y is not None for y in buf.outputs), EPILOGUE=epilogue, HAS_PBIAS=buf.project_bias is not None,
         W_CL=buf.weights_channels_last,
         PRECISION=dot_precision(x.dtype), enable_fp_fusion=True, **cfg), buf.results())
-
-
-def dilated_branches(*args, **kwargs) -> list[Tensor]:
-    """Run :func:`plan`'s launch and return its outputs."""
-    return plan(*args, **kwargs)()

@@ -1,6 +1,7 @@
 """Octave convolution, all four paths in one launch (Triton kernel and launcher).
 
-Reference: :func:`medinfer.models.layers.octave_conv`; public entry: :func:`medinfer.ops.octave_conv`.
+The op, its reference and its dispatch live in :mod:`medinfer.ops.octave`, which allocates the buffers and
+hands them to :func:`plan`; this module imports nothing from medinfer.
 
     y_h = conv(x_h, w_hh) + up2(conv(x_l, w_lh))        (cropped to y_h's size)
     y_l = conv(pool2(x_h), w_hl) + conv(x_l, w_ll)      (stride 2: x_h, x_l pooled first)
@@ -29,11 +30,11 @@ smallest stages (2×2 maps) do not fill the GPU at batch 256.
 
 from __future__ import annotations
 
+from typing import Any
+
 import triton
 import triton.language as tl
 from torch import Tensor
-
-from medinfer.ops._dispatch import octave_buffers
 
 from .conv_common import Launch, block, conv_accumulate, dot_precision
 
@@ -116,10 +117,10 @@ def config(high_in: int, low_in: int, out_channels: int, stride: int) -> dict:
             "BLOCK_CL": block(low_in, 32), "num_warps": 8, "num_stages": 1 if stride == 2 else 2}
 
 
-def plan(x_h: Tensor, x_l: Tensor | None, w_hh: Tensor, w_hl: Tensor | None, w_lh: Tensor | None,
-         w_ll: Tensor | None, stride: int) -> Launch:
-    """The launch for validated inputs (see :func:`medinfer.ops.octave_conv`); its outputs are (y_h, y_l)."""
-    buf = octave_buffers(x_h, x_l, w_hh, w_hl, w_lh, w_ll, stride)
+def plan(x_h: Tensor, x_l: Tensor | None, buf: Any, stride: int) -> Launch:
+    """The launch for a validated call on ``x_h``, ``x_l`` whose buffers ``buf`` the caller allocated
+    (:class:`medinfer.ops.octave.OctaveBuffers`: laid-out weights, ``None`` for absent paths, and the
+    outputs); its outputs are ``(buf.y_h, buf.y_l)``."""
     n, ch, hi, wi = x_h.shape
     oh, h, w = buf.y_h.shape[1:]
     hl, wl = (h + 1) // 2, (w + 1) // 2
@@ -138,10 +139,5 @@ def plan(x_h: Tensor, x_l: Tensor | None, w_hh: Tensor, w_hl: Tensor | None, w_l
         n, ch, cl, oh, ol, hi, wi, hli, wli, h, w, hl, wl,
         *x_h.stride(), *xl.stride(), *buf.y_h.stride(), *yl.stride(), n_high, n_oblk_h, n_oblk_l), dict(
         HAS_HL=buf.w_hl is not None, HAS_LH=buf.w_lh is not None, HAS_LL=buf.w_ll is not None, POOL=int(stride == 2),
-        KS=w_hh.shape[-1], W_CL=buf.weights_channels_last, PRECISION=dot_precision(x_h.dtype),
+        KS=buf.w_hh.shape[-1], W_CL=buf.weights_channels_last, PRECISION=dot_precision(x_h.dtype),
         enable_fp_fusion=True, **cfg), (buf.y_h, buf.y_l))
-
-
-def octave_conv(*args, **kwargs) -> tuple[Tensor, Tensor | None]:
-    """Run :func:`plan`'s launch and return (y_h, y_l)."""
-    return plan(*args, **kwargs)()

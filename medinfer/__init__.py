@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 from medinfer._version import __version__
 
-_SUBMODULES = ("backends", "checkpoint", "data", "engine", "errors", "evaluation", "export", "hu", "info", "io",
-               "kernels", "models", "ops", "phantom", "preprocess", "resize", "runtime", "samples", "training")
+_SUBMODULES = ("backends", "checkpoint", "data", "engine", "errors", "evaluation", "export", "extras", "hu", "info",
+               "io", "kernels", "models", "onnx_file", "ops", "phantom", "preprocess", "resize", "runtime", "samples",
+               "tasks", "training")
 # Names re-exported at the top level, loaded with their module on first access.
 _ATTRIBUTES = {
     "load_series": "medinfer.io",
@@ -39,17 +40,20 @@ if TYPE_CHECKING:
         errors,
         evaluation,
         export,
+        extras,
         hu,
         info,
         io,
         kernels,
         models,
+        onnx_file,
         ops,
         phantom,
         preprocess,
         resize,
         runtime,
         samples,
+        tasks,
         training,
     )
     from medinfer.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401

@@ -34,6 +34,14 @@ def native() -> ModuleType | None:
     return _module
 
 
+def require() -> ModuleType:
+    """The extension, for callers whose backend choice already established it is there."""
+    module = native()
+    if module is None:
+        raise ImportError(unavailable_reason() or "medinfer._C is not available")
+    return module
+
+
 def unavailable_reason() -> str | None:
     """Why the extension is unavailable, or None when it loaded."""
     _probe()

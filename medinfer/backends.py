@@ -66,10 +66,22 @@ def _import(name: str) -> ModuleType | str:
         return f"{type(exc).__name__}: {exc}"
 
 
-def _torch_cuda_reason() -> str | None:
+def optional_import(name: str) -> ModuleType | None:
+    """The module, or ``None`` when it cannot be imported here (see :func:`_import` for why)."""
+    module = _import(name)
+    return None if isinstance(module, str) else module
+
+
+def _torch_reason() -> str | None:
     torch = _import("torch")
-    if isinstance(torch, str):
-        return f"PyTorch cannot be imported ({torch})"
+    return f"PyTorch cannot be imported ({torch}); pip install 'medinfer[train]'" if isinstance(torch, str) else None
+
+
+def _torch_cuda_reason() -> str | None:
+    reason = _torch_reason()
+    if reason is not None:
+        return reason
+    torch = _import("torch")
     if torch.version.cuda is None:
         return f"PyTorch {torch.__version__} is a CPU-only build"
     if not torch.cuda.is_available():
@@ -78,10 +90,7 @@ def _torch_cuda_reason() -> str | None:
 
 
 def _probe_torch(device: str) -> str | None:
-    if device == "cuda":
-        return _torch_cuda_reason()
-    torch = _import("torch")
-    return f"PyTorch cannot be imported ({torch})" if isinstance(torch, str) else None
+    return _torch_cuda_reason() if device == "cuda" else _torch_reason()
 
 
 def _probe_triton(device: str) -> str | None:
@@ -91,7 +100,7 @@ def _probe_triton(device: str) -> str | None:
     if device == "cpu":
         if os.environ.get("TRITON_INTERPRET") != "1":
             return "Triton runs on the CPU only in its interpreter: set TRITON_INTERPRET=1 (slow; for testing)"
-        return None
+        return _torch_reason()  # the kernels run on PyTorch tensors
     return _torch_cuda_reason()
 
 
@@ -161,10 +170,17 @@ def env_override(role: str) -> str | None:
     return value or None
 
 
+def probe_environment(role: str) -> tuple[str | None, ...]:
+    """The environment variables a choice for ``role`` depends on: its override, and what the probes read
+    (Triton runs on the CPU only in its interpreter). A cached choice is valid while these stay the same."""
+    return (env_override(role), os.environ.get("TRITON_INTERPRET"))
+
+
 @contextlib.contextmanager
 def forced(role: str, name: str):
-    """``MEDINFER_<ROLE>_BACKEND=name`` for the duration of the block. Ops read it at every call, so it must
-    be in force around the calls, not around the construction of what makes them (benchmarks use this)."""
+    """``MEDINFER_<ROLE>_BACKEND=name`` for the duration of the block. Ops read it at every call (their cached
+    choice is keyed on it), so it must be in force around the calls, not around the construction of what
+    makes them (benchmarks use this)."""
     var = f"MEDINFER_{role.upper()}_BACKEND"
     previous = os.environ.get(var)
     os.environ[var] = name

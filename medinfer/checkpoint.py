@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from medinfer.errors import EngineError, InputError
 from medinfer.metadata import ModelMetadata, atomic_write, read_json_record, serialize_weights, sha256_bytes
 from medinfer.preprocess import Preprocess
+
+if TYPE_CHECKING:  # finding a checkpoint needs no PyTorch; loading or saving one does
+    from torch import nn
 
 CHECKPOINT_FORMAT = "medinfer-checkpoint"
 

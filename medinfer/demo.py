@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# A reduced DDC-ResNet101 that trains in minutes on two CPU cores: every module of seed 000's network
+# A reduced DDC-ResNet101 that trains in minutes on two CPU cores: every module of the DDC-ResNet paper's network
 # (MSFE, DFE, DDC, CSS stem, octave convolution, inception sampling), one to two blocks per stage.
 DEMO_OVERRIDES = {"layers": (1, 1, 2, 1), "planes": (16, 32, 64, 128), "stem_width": 32, "head_width": 64}
 # Enough data and epochs that the phantom metrics show learning (not chance) in a few minutes on 2 cores.

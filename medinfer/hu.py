@@ -1,4 +1,4 @@
-"""Hounsfield-unit conversion: HU = pixel × RescaleSlope + RescaleIntercept (seed 000, eq. 11).
+"""Hounsfield-unit conversion: HU = pixel × RescaleSlope + RescaleIntercept (the DDC-ResNet paper's eq. 11).
 
 ``to_hu`` runs on the native thread pool when ``medinfer._C`` is built and falls back to ``to_hu_numpy``,
 the reference that defines the exact numbers: float64 arithmetic rounded once to float32.

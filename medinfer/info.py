@@ -34,9 +34,8 @@ def gpus() -> list[dict]:
             return [dict(d, source="medinfer._C") for d in native.cuda_devices()]
         except RuntimeError:
             pass
-    import torch
-
-    if torch.cuda.is_available():
+    torch = backends.optional_import("torch")
+    if torch is not None and torch.cuda.is_available():
         return [
             {
                 "index": i,
@@ -51,8 +50,7 @@ def gpus() -> list[dict]:
 
 
 def environment_report() -> dict:
-    import torch
-
+    torch = backends.optional_import("torch")
     ext = {"available": _ext.native() is not None, "reason": _ext.unavailable_reason(), **_ext.build_info()}
     return {
         "medinfer": __version__,
@@ -61,9 +59,10 @@ def environment_report() -> dict:
         "machine": platform.machine(),
         "packages": {
             name: package_version(name)
-            for name in ("torch", "numpy", "onnx", "onnxruntime", "pydicom", "safetensors", "triton", "tensorrt")
+            for name in ("torch", "numpy", "onnx", "onnxruntime", "pydicom", "safetensors", "triton", "tensorrt",
+                         "matplotlib")
         },
-        "torch_cuda": torch.version.cuda,
+        "torch_cuda": torch.version.cuda if torch is not None else None,
         "extension": ext,
         "gpus": gpus(),
         "backends": backends.report(),

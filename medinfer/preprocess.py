@@ -5,8 +5,8 @@ The steps, in this order, for each ``(H, W)`` slice in HU:
 1. **window**: clip to ``[low, high]`` HU, given as ``window=(level, width)`` (``low = level - width/2``)
    or ``clip=(low, high)``; no clipping when neither is set;
 2. **resize** to ``size`` with the triangle filter of :mod:`medinfer.resize` (antialiased when shrinking);
-3. **normalise** with one affine map: ``"range"`` sends ``[low, high]`` onto ``out_range`` (seed 003's
-   ``[-1, 1]``), ``"mean_std"`` computes ``(x - mean) / std``, ``"none"`` keeps HU;
+3. **normalise** with one affine map: ``"range"`` sends ``[low, high]`` onto ``out_range`` (the
+   Res-Dense Net paper's ``[-1, 1]``), ``"mean_std"`` computes ``(x - mean) / std``, ``"none"`` keeps HU;
 4. **channels**: 1, or the slice replicated to 3 (for backbones with RGB stems).
 
 :meth:`Preprocess.apply` is the numpy reference that defines the exact numbers: float64 arithmetic on the
@@ -124,7 +124,7 @@ class Preprocess:
 
     def display_rescale(self) -> tuple[float, float]:
         """``(slope, intercept)`` that spreads 8-bit display values (already windowed JPG/PNG slices, 0..255)
-        over this window, so that ``"range"`` normalisation gives ``v / 127.5 - 1`` as in seed 003."""
+        over this window, so that ``"range"`` normalisation gives ``v / 127.5 - 1`` as in the Res-Dense Net paper."""
         if self.hu_range is None:
             raise InputError("8-bit display images (JPG/PNG slices) carry no HU: they can only be fed to a "
                              "Preprocess with a window or clip range, onto which they are spread")

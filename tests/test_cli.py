@@ -65,7 +65,7 @@ def tiny_export(tmp_path_factory):
 
 
 def test_export_predict_validate(tiny_export, chest_ct, tmp_path, capsys):
-    from medinfer.export.onnx import CHECK_KEY, read_export
+    from medinfer.onnx_file import CHECK_KEY, read_export
 
     tiny_checkpoint, onnx_path = tiny_export
     props = {p.key: p.value for p in read_export(onnx_path)[1].metadata_props}

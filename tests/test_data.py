@@ -7,15 +7,16 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from datasets import write_roi_set, write_series_set
 from PIL import Image
+from synthetic_sets import write_roi_set, write_series_set
 
 from medinfer.data import discover
 from medinfer.data.augment import augment
 from medinfer.data.roi import read_roi
 from medinfer.data.slices import holdout, load_split
 from medinfer.errors import InputError
-from medinfer.models import COVID_CLASSES, LIVER_CLASSES, get_spec
+from medinfer.models import get_spec
+from medinfer.tasks import COVID_CLASSES, LIVER_CLASSES
 
 
 def test_roi_folder_layout(tmp_path, rng):
@@ -148,7 +149,7 @@ def test_holdout_is_stratified_and_keeps_series_together(tmp_path, rng):
     assert [it.path for it in again.items] == [it.path for it in val.items]
 
 
-@pytest.mark.parametrize("kind", ["seed000", "seed003", "none"])
+@pytest.mark.parametrize("kind", ["ddc2021", "resdense2021", "none"])
 def test_augmentations_are_reproducible_and_keep_shape(kind):
     x = torch.linspace(-1, 1, 4 * 64 * 64).reshape(4, 1, 64, 64)
     a = augment(x, kind, torch.Generator().manual_seed(1))

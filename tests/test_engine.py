@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -14,13 +15,14 @@ from tiny import tiny_model
 from medinfer import backends
 from medinfer.checkpoint import save_checkpoint
 from medinfer.engine import Engine, SeriesPrediction
-from medinfer.engine.base import cpu_batch
+from medinfer.engine.base import cpu_batch, resolve
 from medinfer.engine.onnxruntime_backend import OnnxRuntimeEngine
 from medinfer.engine.tensorrt_backend import PlanRecord, TensorRTEngine, sidecar_path
 from medinfer.engine.tensorrt_build import parse_batch_range
 from medinfer.engine.torch_backend import TorchEngine
 from medinfer.errors import EngineError, InputError
-from medinfer.export.onnx import export_onnx, read_export
+from medinfer.export.onnx import export_onnx
+from medinfer.onnx_file import read_export
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +252,38 @@ def test_tensorrt_plan_matches_onnxruntime(artefacts, tmp_path, rng, precision):
     tol = 1e-4 if precision == "fp32" else 2e-2
     np.testing.assert_allclose(trt_engine.infer(x), ort_engine.infer(x), atol=tol, rtol=0)
     assert PlanRecord.read(plan).precision == precision
+
+
+# --- the device an engine runs on -------------------------------------------------------------------------------
+def _gpu_probe(real: backends.Backend):
+    return lambda device: None if device == "cuda" else real.probe(device)
+
+
+@pytest.fixture
+def gpu_everywhere(monkeypatch):
+    """Every engine backend's probe reports a usable GPU, as on a GPU server."""
+    for name in ("onnxruntime", "torch", "tensorrt"):
+        real = backends.BACKENDS[name]
+        monkeypatch.setitem(backends.BACKENDS, name, dataclasses.replace(real, probe=_gpu_probe(real)))
+
+
+def test_engines_take_the_gpu_their_backend_can_use(artefacts, gpu_everywhere):
+    # The resolved device reaches the engine (it once fell back to the CPU in the backends' __init__).
+    plan = artefacts["dir"] / "resolve.plan"
+    plan.touch()
+    assert [resolve(p) for p in (artefacts["onnx"], artefacts["checkpoint"], plan)] == \
+        [("onnxruntime", "cuda"), ("torch", "cuda"), ("tensorrt", "cuda")]
+    assert [resolve(p, device="cpu") for p in (artefacts["onnx"], artefacts["checkpoint"])] == \
+        [("onnxruntime", "cpu"), ("torch", "cpu")]
+    engine = Engine(artefacts["onnx"])
+    assert engine.device == "cuda" and engine.preferred_batch == 32  # the GPU batch, not the CPU's
+    assert OnnxRuntimeEngine(artefacts["onnx"]).device == "cuda"
+    assert Engine(artefacts["onnx"], device="cpu").device == "cpu"
+
+
+def test_engines_stay_on_the_cpu_without_a_gpu(artefacts):
+    if backends.BACKENDS["onnxruntime"].is_available("cuda"):
+        pytest.skip("ONNX Runtime can use a GPU here")
+    assert Engine(artefacts["onnx"]).device == "cpu"
+    with pytest.raises(backends.BackendUnavailable, match=r"ddc.onnx: .*cannot run on cuda"):
+        Engine(artefacts["onnx"], device="cuda")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from datasets import write_roi_set, write_series_set
+from synthetic_sets import write_roi_set, write_series_set
 from tiny import TINY
 
 from medinfer.checkpoint import load_checkpoint

@@ -15,9 +15,10 @@ from tiny import TINY
 from medinfer.checkpoint import save_checkpoint
 from medinfer.errors import InputError
 from medinfer.export import onnx as export_mod
-from medinfer.export.onnx import CHECK_KEY, ExportError, export_onnx, read_export
+from medinfer.export.onnx import ExportError, export_onnx
 from medinfer.export.tensorrt_support import PLUGIN_OPS, operator_table, tensorrt_problems
 from medinfer.models import create, get_spec, list_models
+from medinfer.onnx_file import CHECK_KEY, read_export
 from medinfer.preprocess import Preprocess
 
 

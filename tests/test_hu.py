@@ -42,7 +42,8 @@ def test_thread_count_does_not_change_results(native, rng, threads):
 
 
 def test_typical_ct_slice_is_exact():
-    # Stored values 0..4095 with RescaleSlope 1, RescaleIntercept -1024 (seed 000, eq. 11) are exact integers.
+    # Stored values 0..4095 with RescaleSlope 1, RescaleIntercept -1024 (the DDC-ResNet paper's eq. 11) are exact
+    # integers.
     px = np.arange(4096, dtype=np.uint16).reshape(1, 64, 64)
     np.testing.assert_array_equal(hu.to_hu(px, 1.0, -1024.0), px.astype(np.float32) - 1024)
 

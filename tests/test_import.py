@@ -7,20 +7,23 @@ import subprocess
 import sys
 import textwrap
 
-# Runs in a fresh interpreter where importing the named modules fails, as on a machine without them.
+# Runs in a fresh interpreter where importing the named modules fails as it does on a machine without them
+# (ModuleNotFoundError naming the module).
 BLOCKER = textwrap.dedent("""
     import importlib.abc, sys
     class Block(importlib.abc.MetaPathFinder):
         def __init__(self, names): self.names = names
         def find_spec(self, name, path=None, target=None):
             if name in self.names or name.split(".")[0] in self.names:
-                raise ImportError(name + " is hidden by the test")
+                raise ModuleNotFoundError(name + " is hidden by the test", name=name)
     sys.meta_path.insert(0, Block(NAMES))
 """)
 
 
-def run_hidden(names: set[str], cwd, body: str) -> dict:
-    code = f"NAMES = {names!r}\n" + BLOCKER + textwrap.dedent(body)
+def run_hidden(names: set[str], cwd, body: str, **values) -> dict:
+    """Run ``body`` with ``names`` unimportable and ``values`` bound as globals; return its last line's JSON."""
+    code = f"NAMES = {names!r}\n" + "".join(f"{k} = {v!r}\n" for k, v in values.items()) + BLOCKER \
+        + textwrap.dedent(body)
     # cwd away from the checkout: `python -c` puts the working directory first on sys.path, and the
     # source tree's medinfer/ (no compiled module, no kernels/) would shadow the installed package.
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd)
@@ -80,3 +83,37 @@ def test_series_path_works_without_extension(tmp_path):
         print(json.dumps({"backend": batcher.backend, "values": values, "torch": "torch" in sys.modules}))
     """)
     assert out == {"backend": "numpy", "values": [0.0, 0.0], "torch": False}
+
+
+def test_onnx_inference_needs_neither_torch_nor_matplotlib(tmp_path, tiny_exports, chest_ct):
+    # What a hospital's inference server runs: `pip install medinfer`, no [train] extra.
+    onnx_path = str(tiny_exports("resdense_net")["onnx"])
+    out = run_hidden({"torch", "matplotlib"}, tmp_path, """
+        import contextlib, io, json, sys
+        import medinfer
+        from medinfer import backends
+        from medinfer.cli import main
+        result = medinfer.Engine(ONNX).predict(SERIES)
+        with contextlib.redirect_stdout(io.StringIO()) as table:
+            cli_rc = main(["predict", SERIES, "--engine", ONNX, "--json", JSON])
+        with contextlib.redirect_stdout(io.StringIO()) as info:
+            info_rc = main(["info", "--json"])
+        with contextlib.redirect_stderr(io.StringIO()) as train_err:
+            train_rc = main(["export", ONNX, "-o", "x.onnx"])
+        rep = json.loads(info.getvalue())
+        print(json.dumps({
+            "label": result.label, "slices": len(result.slice_probabilities), "cli": cli_rc, "info": info_rc,
+            "table": table.getvalue(), "json": json.load(open(JSON))["predictions"][0]["label"],
+            "reasons": {r["backend"] + "/" + r["device"]: r["reason"] for r in rep["backends"]},
+            "export": [train_rc, train_err.getvalue()],
+            "loaded": sorted(m for m in ("torch", "matplotlib") if m in sys.modules),
+        }))
+    """, ONNX=onnx_path, SERIES=str(chest_ct), JSON=str(tmp_path / "out.json"))
+    assert out["slices"] == 64 and out["label"] in ("covid", "non-covid")
+    assert out["cli"] == 0 and out["json"] == out["label"] and out["label"] in out["table"]
+    assert out["info"] == 0 and out["loaded"] == []
+    assert out["reasons"]["onnxruntime/cpu"] is None
+    assert "PyTorch cannot be imported" in out["reasons"]["torch/cpu"]
+    assert "medinfer[train]" in out["reasons"]["torch/cpu"]
+    assert all(out["reasons"][f"{name}/{device}"] for name in ("triton", "tensorrt") for device in ("cpu", "cuda"))
+    assert out["export"][0] == 1 and "pip install 'medinfer[train]'" in out["export"][1]

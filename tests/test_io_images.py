@@ -1,4 +1,5 @@
-"""Image-folder series (the MIA-COV19D layout of seed 003): order by file-name number, bit depth, bad files."""
+"""Image-folder series (the Res-Dense Net paper's MIA-COV19D layout): order by file-name number, bit depth, bad
+files."""
 
 from __future__ import annotations
 

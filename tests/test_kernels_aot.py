@@ -1,7 +1,7 @@
 """The fused kernels compile for the GPU on a machine without one; their resource reports land in the summary.
 
 * Triton: every kernel specialisation ddc_resnet101 uses (dtype × constexpr flags, at the heaviest shape of
-  each) compiles ahead of time for sm_90 (``python -m medinfer.kernels.aot``, in a fresh interpreter
+  each) compiles ahead of time for sm_90 (``python -m medinfer.bench.aot``, in a fresh interpreter
   because this session runs Triton in interpreter mode), without register spills and within the SM's shared
   memory. ``pytest -m slow`` compiles every distinct shape, NCHW and channels-last.
 * CUDA: with nvcc on PATH the extension carries its CUDA sources for sm_80 and sm_90 (cuobjdump), including
@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from medinfer.kernels import aot
 
+from medinfer.bench import aot as report
+
 SM90_SHARED_MEMORY = 227 * 1024  # the most dynamic shared memory one block may use on an H100
 
 
@@ -28,7 +30,7 @@ def compile_report(tmp_path, *flags: str) -> list[dict]:
     if aot.cuobjdump() is None:
         pytest.skip("cuobjdump is neither on PATH nor bundled with Triton")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-m", "medinfer.kernels.aot", "--json", *flags], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "medinfer.bench.aot", "--json", *flags], capture_output=True,
                           text=True, env=env, cwd=tmp_path, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -72,7 +74,7 @@ def test_cuda_sources_compile_for_sm80_and_sm90(native, terminal_report):
     if aot.cuobjdump() is None:
         pytest.skip("cuobjdump is neither on PATH nor bundled with Triton")
     assert {"sm_80", "sm_90"} <= set(aot.list_elf(Path(native.__file__)))
-    rows = aot.cuda_kernels()
+    rows = report.cuda_kernels()
     for arch in ("sm_80", "sm_90"):
         names = {r["function"] for r in rows if r["arch"] == arch}
         for dtype in ("float", "__half", "__nv_bfloat16"):

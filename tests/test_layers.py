@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from medinfer.models import layers as L
+from medinfer.ops.dilated import dilated_branches_native
+from medinfer.ops.octave import octave_conv_native
 
 ATOL = 1e-10
 
@@ -88,7 +90,7 @@ def test_octave_conv_follows_its_definition(rng, stride, h, w):
     x_l = rng.standard_normal((n, cl, (h + 1) // 2, (w + 1) // 2))
     ws = {k: rng.standard_normal(s) for k, s in
           {"hh": (oh, ch, 3, 3), "hl": (ol, ch, 3, 3), "lh": (oh, cl, 3, 3), "ll": (ol, cl, 3, 3)}.items()}
-    y_h, y_l = L.octave_conv(t(x_h), t(x_l), t(ws["hh"]), t(ws["hl"]), t(ws["lh"]), t(ws["ll"]), stride)
+    y_h, y_l = octave_conv_native(t(x_h), t(x_l), t(ws["hh"]), t(ws["hl"]), t(ws["lh"]), t(ws["ll"]), stride)
 
     if stride == 2:  # both frequencies are pooled before the convolutions
         x_h, x_l = np_pool2(x_h), np_pool2(x_l)
@@ -176,7 +178,7 @@ def test_dilated_branches_match_direct_convolution(rng, n, c, h, w):
     dil = (1, 3, 5)
     ws = [rng.standard_normal((c, c, 3, 3)) for _ in dil]
     bs = [rng.standard_normal(c) for _ in dil]
-    outs = L.dilated_branches(t(x), [t(a) for a in ws], [t(b) for b in bs], dil)
+    outs = dilated_branches_native(t(x), [t(a) for a in ws], [t(b) for b in bs], dil)
     for out, wt, b, d in zip(outs, ws, bs, dil, strict=True):
         np.testing.assert_allclose(out.numpy(), np_conv2d(x, wt, b, dilation=d), atol=ATOL)
 

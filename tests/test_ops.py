@@ -1,4 +1,4 @@
-"""medinfer.ops against the references in medinfer.models.layers.
+"""medinfer.ops against their plain PyTorch references (``*_native``, beside each op).
 
 * On the CPU, the Triton kernels run in Triton's interpreter (``TRITON_INTERPRET=1``, set by conftest) on
   fresh random inputs of odd shapes; with a GPU (``pytest -m gpu``) the compiled Triton kernels and the
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from medinfer import backends, models, ops
 from medinfer.errors import InputError
 from medinfer.models import layers as L
-from medinfer.ops import _dispatch
+from medinfer.ops import dilated, dispatch, octave
 
 #: dtype: (FACTOR, ULPS) — see the module docstring.
 TOLERANCES = {
@@ -73,12 +73,13 @@ def _flat(x):
 @pytest.fixture
 def poisoned(monkeypatch):
     """Kernel outputs start as NaN, so unwritten elements cannot pass as correct."""
-    allocate = _dispatch.empty_output
+    allocate = dispatch.empty_output
 
     def nan_filled(x, channels, h, w):
         return allocate(x, channels, h, w).fill_(float("nan"))
 
-    monkeypatch.setattr(_dispatch, "empty_output", nan_filled)
+    for op in (dilated, octave):  # where each op allocates its kernels' outputs
+        monkeypatch.setattr(op, "empty_output", nan_filled)
 
 
 @pytest.fixture
@@ -89,8 +90,8 @@ def triton_cpu(poisoned):
 
 
 def ddc_reference(x, weights, biases, dilations, pw, pb, residual, keep):
-    ts = L.dilated_branches(x, weights, biases, dilations)
-    return [L.ddc_project_sum(residual, ts, pw, pb), *(t for t, k in zip(ts, keep, strict=True) if k)]
+    ts = dilated.dilated_branches_native(x, weights, biases, dilations)
+    return [dilated.ddc_project_sum_native(residual, ts, pw, pb), *(t for t, k in zip(ts, keep, strict=True) if k)]
 
 
 # --- Triton kernels in the interpreter, fresh odd shapes --------------------------------------------------------
@@ -107,7 +108,7 @@ def test_dilated_branches_triton(triton_cpu, rng, dtype, case):
     bs = [randn(rng, o) if k != 1 else None for k in range(len(dil))]  # one branch without bias
     args = (x, ws, bs, dil)
     out = ops.dilated_branches(*cast(args[:3], dtype), dil, backend="triton")
-    assert_matches_reference(out, L.dilated_branches, args, dtype)
+    assert_matches_reference(out, dilated.dilated_branches_native, args, dtype)
 
 
 # (N, C, H, W, O, CO, dilations, keep, projection bias): the DDC block's three calls, and chunked branches.
@@ -139,7 +140,7 @@ def test_wide_projection_runs_branches_fused_and_epilogue_as_reference(triton_cp
 
     launches = []
     plan = kernel.plan
-    monkeypatch.setattr(kernel, "plan", lambda *a, **k: launches.append(len(a)) or plan(*a, **k))
+    monkeypatch.setattr(kernel, "plan", lambda x, buf, *a, **k: launches.append(buf.out) or plan(x, buf, *a, **k))
     co = ops.MAX_PROJECT_WIDTH + 1
     x, ws, bs = randn(rng, 1, 3, 5, 4), [weight(rng, 4, 3)], [randn(rng, 4)]
     pw, residual = weight(rng, co, 4, 1), randn(rng, 1, co, 5, 4)
@@ -147,7 +148,7 @@ def test_wide_projection_runs_branches_fused_and_epilogue_as_reference(triton_cp
     t = cast(args, torch.float32)
     out = ops.dilated_branches(t[0], t[1], t[2], (3,), epilogue=ops.DDCEpilogue(t[4], None, t[6], (True,)),
                                backend="triton")
-    assert launches == [4]  # the branch kernel ran, without the epilogue arguments
+    assert launches == [None]  # the branch kernel ran, without the epilogue
     assert_matches_reference(out, ddc_reference, args, torch.float32)
 
 
@@ -174,7 +175,7 @@ def test_octave_conv_triton(triton_cpu, rng, dtype, path, stride, shape):
     args = octave_args(rng, path, shape)
     out = ops.octave_conv(*cast(args, dtype), stride=stride, backend="triton")
     assert (out[1] is None) == (args[3] is None)
-    assert_matches_reference(out, lambda *a: L.octave_conv(*a, stride), args, dtype)
+    assert_matches_reference(out, lambda *a: octave.octave_conv_native(*a, stride), args, dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
@@ -197,7 +198,7 @@ def test_channels_last_models_run_without_copying_weights(triton_cpu, rng, monke
     for p in (*block.parameters(), *conv.parameters()):
         torch.nn.init.normal_(p, 0.0, 0.3)
     weights = [block.d1.weight, block.d3.weight, conv.w_hh, conv.w_hl, conv.w_lh, conv.w_ll]
-    laid_out, channels_last = _dispatch.weight_layout(weights)
+    laid_out, channels_last = dispatch.weight_layout(weights)
     assert channels_last and [w.data_ptr() for w in laid_out] == [w.data_ptr() for w in weights]
     x = randn(rng, 2, 6, 9, 11).float().contiguous(memory_format=torch.channels_last)
     x_h = randn(rng, 2, 5, 9, 11).float().contiguous(memory_format=torch.channels_last)
@@ -238,7 +239,7 @@ def test_cpu_modules_compute_exactly_the_reference(rng, dtype):
 
     conv = L.OctaveConv((5, 3), (4, 2), 3, 2).to(dtype)
     x_l = randn(rng, 2, 3, 7, 6).to(dtype)
-    got, want = conv((x, x_l)), L.octave_conv(x, x_l, conv.w_hh, conv.w_hl, conv.w_lh, conv.w_ll, 2)
+    got, want = conv((x, x_l)), octave.octave_conv_native(x, x_l, conv.w_hh, conv.w_hl, conv.w_lh, conv.w_ll, 2)
     assert all(torch.equal(g, e) for g, e in zip(got, want, strict=True))
 
 
@@ -246,20 +247,18 @@ def test_cpu_modules_compute_exactly_the_reference(rng, dtype):
 @pytest.fixture
 def kernels_forbidden(triton_cpu, monkeypatch):
     """The Triton launchers fail the test if called."""
-    from medinfer.ops import _triton
-
     def forbidden(*args, **kwargs):
         raise AssertionError("a fused kernel ran where the reference should have")
 
-    monkeypatch.setattr(_triton, "dilated_branches", forbidden)
-    monkeypatch.setattr(_triton, "octave_conv", forbidden)
+    for op in (dilated, octave):
+        monkeypatch.setitem(op.LAUNCHERS, "triton", forbidden)
 
 
 def test_autograd_and_float64_run_the_reference(kernels_forbidden, rng):
     x = randn(rng, 1, 3, 6, 5)
     ws, bs = [weight(rng, 4, 3)], [randn(rng, 4)]
     assert torch.equal(ops.dilated_branches(x, ws, bs, (3,), backend="triton")[0],
-                       L.dilated_branches(x, ws, bs, (3,))[0])  # float64
+                       dilated.dilated_branches_native(x, ws, bs, (3,))[0])  # float64
     xf, wf = x.float().requires_grad_(), ws[0].float()
     (y,) = ops.dilated_branches(xf, [wf], [bs[0].float()], (3,), backend="triton")  # autograd records
     y.sum().backward()
@@ -270,7 +269,7 @@ def test_autograd_and_float64_run_the_reference(kernels_forbidden, rng):
 def test_octave_cases_without_a_kernel_run_the_reference(kernels_forbidden, rng, has_xl, has_hl, k):
     args = cast(octave_args(rng, ("", has_xl, has_hl, k), (1, 4, 7, 6, 2, 3, 2)), torch.float32)
     got = ops.octave_conv(*args, stride=2, backend="triton")
-    want = L.octave_conv(*args, 2)
+    want = octave.octave_conv_native(*args, 2)
     assert all(g is e is None or torch.equal(g, e) for g, e in zip(got, want, strict=True))
 
 
@@ -336,7 +335,7 @@ def test_ddc_calls_on_gpu(poisoned, rng, backend, dtype, width, size):
                                    backend=backend)
         assert_matches_reference(out, ddc_reference, args, dtype, "cuda")
         plain = ops.dilated_branches(t[0], t[1], t[2], dil, backend=backend)
-        assert_matches_reference(plain, L.dilated_branches, args[:4], dtype, "cuda")
+        assert_matches_reference(plain, dilated.dilated_branches_native, args[:4], dtype, "cuda")
 
 
 @pytest.mark.gpu
@@ -349,7 +348,7 @@ def test_octave_conv_on_gpu(poisoned, rng, backend, dtype, shape, path):
     ch, cl, size, stride = shape
     args = octave_args(rng, path, (4, ch, size + 1, size, cl, ch, cl))  # one odd side
     out = ops.octave_conv(*cast(args, dtype, "cuda"), stride=stride, backend=backend)
-    assert_matches_reference(out, lambda *a: L.octave_conv(*a, stride), args, dtype, "cuda")
+    assert_matches_reference(out, lambda *a: octave.octave_conv_native(*a, stride), args, dtype, "cuda")
 
 
 @pytest.mark.gpu

@@ -11,11 +11,11 @@ import pytest
 
 from medinfer.errors import InputError
 from medinfer.io import Series, load_series
-from medinfer.models import COVID_CLASSES, LIVER_CLASSES
 from medinfer.phantom import make_covid_series, make_liver_roi
 from medinfer.phantom.covid import ggo_field, lung_mask
 from medinfer.phantom.imaging import dilate, gaussian_filter, label_components, noise_sigma
 from medinfer.phantom.liver import LESION_MODELS, ROI, _Grid, liver_slices, make_roi
+from medinfer.tasks import COVID_CLASSES, LIVER_CLASSES
 
 
 def _digest(folder) -> str:

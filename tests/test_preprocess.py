@@ -65,7 +65,7 @@ def test_range_normalisation_hits_out_range_at_the_window_ends():
     np.testing.assert_array_equal(pp.apply(hu)[:, 0, 0, 0], [0.0, 1.0])
 
 
-def test_display_values_reproduce_seed_003_scaling(rng):
+def test_display_values_reproduce_the_res_dense_net_scaling(rng):
     pp = get_spec("resdense_net").preprocess
     v = rng.integers(0, 256, (2, 256, 256)).astype(np.uint8)
     slope, intercept = pp.display_rescale()

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["medinfer.engine.tensorrt_backend", "medinfer.engine.tensorrt_build", "medinfer.ops.tensorrt_plugins"]
+MODULES = ["medinfer.engine.tensorrt_backend", "medinfer.engine.tensorrt_build", "medinfer.ops.tensorrt_plugins",
+           "medinfer.ops.dilated", "medinfer.ops.octave"]  # the last two: the plugins' op-specific halves
 MYPY_CONFIG = """
 [mypy]
 python_version = 3.10

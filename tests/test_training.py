@@ -11,14 +11,14 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from datasets import write_roi_set, write_series_set
 from safetensors.torch import load_file
+from synthetic_sets import write_roi_set, write_series_set
 from tiny import TINY
 
 from medinfer.checkpoint import load_checkpoint
 from medinfer.errors import InputError
 from medinfer.training import train
-from medinfer.training.recipes import RECIPES, default_recipe
+from medinfer.training.recipes import RECIPES, default_recipe, get_recipe
 from medinfer.training.trainer import _set_phase, _train_mode
 
 SMALL = (32, 32)  # train the tiny models at 32×32: the same code, a sixteenth of the work
@@ -52,7 +52,7 @@ def test_unreadable_train_files_are_reported_after_the_holdout(tmp_path):
 
 @pytest.mark.parametrize(("model", "loss"), [("ddc_resnet101", "ce"), ("ddc_resnet101", "dice"),
                                              ("se_resnet101", "ce")])
-def test_seed000_run_writes_checkpoints_curves_and_history(roi_data, tmp_path, model, loss):
+def test_ddc2021_run_writes_checkpoints_curves_and_history(roi_data, tmp_path, model, loss):
     result = _run(model, roi_data, tmp_path / "run", epochs=2, loss=loss)
     assert result.checkpoint == tmp_path / "run" / "best.json" and result.curve_png.stat().st_size > 10_000
     assert [h["epoch"] for h in result.history] == [1, 2] and 1 <= result.best_epoch <= 2
@@ -62,7 +62,7 @@ def test_seed000_run_writes_checkpoints_curves_and_history(roi_data, tmp_path, m
     assert ckpt.metadata.model["overrides"]["layers"] == list(TINY[model]["layers"])  # overrides round-trip
     assert ckpt.metadata.class_names == ("MET", "HEM", "HCC", "healthy")
     assert ckpt.metadata.preprocess.size == SMALL
-    assert ckpt.training["recipe"]["name"] == "seed000" and ckpt.training["loss"] == loss
+    assert ckpt.training["recipe"]["name"] == "ddc2021" and ckpt.training["loss"] == loss
     assert ckpt.training["history"] == result.history and "lowest validation loss" in ckpt.training["selection"]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["data"]["validation"].startswith("10% of the train split") and run["skipped"] == []
@@ -78,12 +78,12 @@ def test_training_learns_an_easy_task(tmp_path):
 
 
 @pytest.mark.parametrize(("recipe", "model", "data"), [
-    ("seed000", "ddc_resnet101", "roi"),
-    ("seed003", "densenet_pair", "series"),
+    ("ddc2021", "ddc_resnet101", "roi"),
+    ("resdense2021", "densenet_pair", "series"),
 ])
 def test_resume_gives_the_uninterrupted_weights(roi_data, series_data, tmp_path, recipe, model, data):
     data = roi_data if data == "roi" else series_data
-    kw = {"frozen_epochs": 1} if recipe == "seed003" else {}
+    kw = {"frozen_epochs": 1} if recipe == "resdense2021" else {}
     whole = _run(model, data, tmp_path / "whole", epochs=3, batch_size=8, **kw)
     _run(model, data, tmp_path / "split", epochs=2, batch_size=8, **kw)
     resumed = _run(model, data, tmp_path / "split", epochs=3, batch_size=8, resume=True, **kw)
@@ -110,7 +110,19 @@ def test_resume_refuses_mismatches_and_missing_state(roi_data, tmp_path):
         _run("se_resnet101", roi_data, tmp_path / "other", epochs=2, resume=True)
 
 
-def test_seed003_two_phases_freeze_the_backbones(series_data, tmp_path):
+def test_resume_reads_run_folders_that_use_the_old_recipe_names(roi_data, tmp_path):
+    _run("se_resnet101", roi_data, tmp_path / "run", epochs=1)
+    run_json = tmp_path / "run" / "run.json"
+    run = json.loads(run_json.read_text())
+    run["config"]["recipe"].update(name="seed000", augment="seed000")  # as medinfer wrote it before the renaming
+    run_json.write_text(json.dumps(run))
+    result = _run("se_resnet101", roi_data, tmp_path / "run", epochs=2, resume=True, recipe="seed000")
+    assert len(result.history) == 2
+    assert json.loads(run_json.read_text())["config"]["recipe"]["name"] == "ddc2021"
+    assert load_checkpoint(result.final_checkpoint).training["recipe"]["augment"] == "ddc2021"
+
+
+def test_resdense2021_two_phases_freeze_the_backbones(series_data, tmp_path):
     result = _run("densenet_pair", series_data, tmp_path / "run", epochs=3, frozen_epochs=2)
     assert [h["phase"] for h in result.history] == [1, 1, 2]
     assert result.history[0]["lr"] == result.history[2]["lr"] == 1e-4
@@ -143,17 +155,26 @@ def test_phase1_leaves_backbone_weights_and_statistics_unchanged(series_data, tm
     assert not torch.equal(after["head.fc.weight"], fresh["head.fc.weight"])
 
 
+def test_cli_takes_the_old_recipe_names():
+    from medinfer.cli import build_parser
+
+    args = ["train", "--model", "densenet_pair", "--data", "d", "--epochs", "1", "--out", "o", "--recipe"]
+    assert build_parser().parse_args([*args, "seed003"]).recipe == "resdense2021"
+    assert build_parser().parse_args([*args, "ddc2021"]).recipe == "ddc2021"
+
+
 def test_recipes_follow_the_papers():
-    a, b = RECIPES["seed000"], RECIPES["seed003"]
+    a, b = RECIPES["ddc2021"], RECIPES["resdense2021"]
     assert (a.optimizer, a.lr, a.lr_decay, a.batch_size, a.two_phase) == ("adam", 0.002, 0.98, 16, False)
     assert (b.optimizer, b.lr, b.lr_decay, b.batch_size, b.two_phase) == ("rmsprop", 1e-4, 1.0, 32, True)
-    assert default_recipe("ddc_resnet101") == default_recipe("densenet121") == "seed000"
-    assert default_recipe("resdense_net") == default_recipe("densenet_pair") == "seed003"
+    assert default_recipe("ddc_resnet101") == default_recipe("densenet121") == "ddc2021"
+    assert default_recipe("resdense_net") == default_recipe("densenet_pair") == "resdense2021"
+    assert get_recipe("seed000") is a and get_recipe("seed003") is b  # the old names, read back
     assert b.frozen_epochs(20) == 5 and b.frozen_epochs(1) == 0 and a.frozen_epochs(20) == 0
 
 
 @pytest.mark.parametrize(("kw", "message"), [
-    ({"loss": "dice", "recipe": "seed003"}, "recipe 'seed003' trains with ce, not 'dice'"),
+    ({"loss": "dice", "recipe": "resdense2021"}, "recipe 'resdense2021' trains with ce, not 'dice'"),
     ({"loss": "focal"}, "unknown loss 'focal'"),
     ({"recipe": "seed001"}, "unknown recipe 'seed001'"),
     ({"epochs": 0}, "epochs must be a positive integer"),

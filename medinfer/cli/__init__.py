@@ -8,6 +8,7 @@ import sys
 
 from medinfer import __version__
 from medinfer.errors import MedinferError
+from medinfer.extras import missing_extra
 
 # Subcommand modules, in the order `medinfer --help` lists them.
 COMMANDS = ("demo", "info", "models", "phantom", "train", "evaluate", "export", "build", "predict", "validate_engine",
@@ -37,4 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     except (MedinferError, ValueError, FileNotFoundError) as exc:
         # Expected failures (bad input, missing files, unusable engines or backends) end with one clear line.
         print(f"medinfer {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:
+        extra = missing_extra(exc)  # a command of an extra that is not installed says which one
+        if extra is None:
+            raise
+        print(f"medinfer {args.command}: error: {extra}", file=sys.stderr)
         return 1

@@ -20,7 +20,8 @@ def register(sub) -> None:
 def run(args) -> int:
     import onnx
 
-    from medinfer.export.onnx import CHECK_KEY, export_onnx
+    from medinfer.export.onnx import export_onnx
+    from medinfer.onnx_file import CHECK_KEY
 
     if args.model:
         from medinfer.models import create

@@ -24,7 +24,8 @@ def format_table(rows) -> str:
     lines += [
         "",
         "GFLOPs: 2 × multiply-accumulates of one input at the listed size. paper (M): the parameter count that",
-        "seed 000 reports in Table 3 for the same ablation row (its data and exact layer widths are not public).",
+        "the DDC-ResNet paper reports in Table 3 for the same ablation row (its data and exact layer widths are",
+        "not public).",
     ]
     return "\n".join(lines)
 

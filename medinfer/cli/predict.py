@@ -13,7 +13,8 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"), help="force a backend")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: a GPU when the backend can use one")
     p.add_argument("--aggregate", choices=("mean", "max", "topk"), default="mean",
-                   help="how slice probabilities fold into the series' (default %(default)s, as in seed 003)")
+                   help="how slice probabilities fold into the series' (default %(default)s, as in the Res-Dense Net "
+                        "paper)")
     p.add_argument("--k", type=int, help="topk: how many slices per class")
     p.add_argument("--json", dest="json_out", help="write every prediction, with per-slice probabilities, here")
     p.set_defaults(func=run)

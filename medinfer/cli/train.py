@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from medinfer.training.recipes import OLD_NAMES, RECIPES
+
 
 def _size(text: str) -> tuple[int, int]:
     parts = text.lower().replace("x", ",").split(",")
@@ -16,17 +18,21 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _recipe(name: str) -> str:
+    return OLD_NAMES.get(name, name)  # the old names still work in scripts written for them
+
+
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a model (seed 000 / seed 003 recipes) on a labelled data set")
+    p = sub.add_parser("train", help="train a model (the DDC-ResNet or Res-Dense Net recipe) on a labelled data set")
     p.add_argument("--model", required=True, help="registered model (see `medinfer models`)")
     p.add_argument("--data", required=True,
                    help="DATA/{train,val,test}/<class>/... folder, or a CSV (path,label[,split])")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--batch-size", type=int, help="global batch (default: the recipe's, 16 or 32)")
     p.add_argument("--out", required=True, help="run folder: best/final checkpoints, curves.png, run.json, state/")
-    p.add_argument("--loss", choices=("ce", "dice"), default="ce", help="dice: seed 000's eq. 9")
-    p.add_argument("--recipe", choices=("seed000", "seed003"), help="default: the model's paper")
-    p.add_argument("--frozen-epochs", type=int, help="seed003: epochs with frozen backbones (default: a quarter)")
+    p.add_argument("--loss", choices=("ce", "dice"), default="ce", help="dice: the DDC-ResNet paper's eq. 9")
+    p.add_argument("--recipe", type=_recipe, choices=tuple(RECIPES), help="default: the model's paper")
+    p.add_argument("--frozen-epochs", type=int, help="resdense2021: epochs with frozen backbones (default: a quarter)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=JSON",
                    help="model config override, e.g. --override 'layers=[1,1,1,1]' (repeatable)")
     p.add_argument("--input-size", type=_size, help="train at N or HxW instead of the model's input size")

@@ -1,11 +1,12 @@
 """The papers' augmentations, on preprocessed batches in torch (the whole batch at once, on its device).
 
-* ``seed000`` (Sec. 4.1: "random flipping, filling, clipping and affine transformation"): horizontal and
-  vertical flips (each p = 0.5); padding by up to 6 pixels (reflected) and a random crop back to the
-  input size; an affine map with rotation ±15°, scale 0.9–1.1 and shear ±8°. The paper gives no ranges;
-  these keep a 64×64 lesion ROI inside the frame.
-* ``seed003`` (Sec. 2.5, Keras ``RandomFlip()`` and ``RandomRotation(0.2)``): horizontal and vertical
-  flips, rotation by up to ±0.2 of a full turn (±72°), reflected fill (Keras' defaults).
+* ``ddc2021``, the DDC-ResNet paper's (shared/seeds/000, Sec. 4.1: "random flipping, filling, clipping
+  and affine transformation"): horizontal and vertical flips (each p = 0.5); padding by up to 6 pixels
+  (reflected) and a random crop back to the input size; an affine map with rotation ±15°, scale 0.9–1.1
+  and shear ±8°. The paper gives no ranges; these keep a 64×64 lesion ROI inside the frame.
+* ``resdense2021``, the Res-Dense Net paper's (shared/seeds/003, Sec. 2.5, Keras ``RandomFlip()`` and
+  ``RandomRotation(0.2)``): horizontal and vertical flips, rotation by up to ±0.2 of a full turn (±72°),
+  reflected fill (Keras' defaults).
 * ``none``.
 
 Randomness comes from the ``torch.Generator`` passed in, so a run is reproducible (and resumable) exactly.
@@ -16,10 +17,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-AUGMENTATIONS = ("seed000", "seed003", "none")
+AUGMENTATIONS = ("ddc2021", "resdense2021", "none")
 PAD = 6
-ROTATION_000, SCALE_000, SHEAR_000 = 15.0, 0.1, 8.0
-ROTATION_003 = 0.2 * 360.0
+DDC_ROTATION, DDC_SCALE, DDC_SHEAR = 15.0, 0.1, 8.0
+RESDENSE_ROTATION = 0.2 * 360.0
 
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
@@ -58,12 +59,12 @@ def augment(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
     if kind == "none":
         return x
     n = x.shape[0]
-    if kind == "seed000":
+    if kind == "ddc2021":
         x = _pad_crop(_flips(x, gen), gen)
-        return _affine(x, _uniform(n, -ROTATION_000, ROTATION_000, gen), _uniform(n, 1 - SCALE_000, 1 + SCALE_000, gen),
-                       _uniform(n, -SHEAR_000, SHEAR_000, gen))
-    if kind == "seed003":
+        return _affine(x, _uniform(n, -DDC_ROTATION, DDC_ROTATION, gen), _uniform(n, 1 - DDC_SCALE, 1 + DDC_SCALE, gen),
+                       _uniform(n, -DDC_SHEAR, DDC_SHEAR, gen))
+    if kind == "resdense2021":
         x = _flips(x, gen)
-        return _affine(x, _uniform(n, -ROTATION_003, ROTATION_003, gen), torch.ones(n), torch.zeros(n))
+        return _affine(x, _uniform(n, -RESDENSE_ROTATION, RESDENSE_ROTATION, gen), torch.ones(n), torch.zeros(n))
     raise ValueError(f"unknown augmentation {kind!r}; expected one of {', '.join(AUGMENTATIONS)}")
 

@@ -2,11 +2,11 @@
 
 Two layouts and one alternative:
 
-* **ROI classification** (seed 000): ``DATA/<split>/<class>/<file>``, one image per file — DICOM, 16-bit
-  PNG/TIFF (HU + 1024), 8-bit images (display values of the model's window) or ``.npy`` (a 2-D HU
-  array, read without pickle).
-* **Series classification** (seed 003, MIA-COV19D): ``DATA/<split>/<class>/<series>/`` with the series'
-  slices (JPG/PNG numbered in anatomical order, or DICOM files) inside.
+* **ROI classification** (the DDC-ResNet paper): ``DATA/<split>/<class>/<file>``, one image per file —
+  DICOM, 16-bit PNG/TIFF (HU + 1024), 8-bit images (display values of the model's window) or ``.npy``
+  (a 2-D HU array, read without pickle).
+* **Series classification** (the Res-Dense Net paper, MIA-COV19D): ``DATA/<split>/<class>/<series>/``
+  with the series' slices (JPG/PNG numbered in anatomical order, or DICOM files) inside.
 * **CSV** (either kind): a file with the columns ``path`` and ``label`` and optionally ``split``; relative
   paths are relative to the CSV's folder. A path to a folder is a series, to a file an ROI.
 
@@ -32,7 +32,7 @@ class Item:
     label: str
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DataSource:
     """A labelled data set found on disk: items per split, and what was set aside while looking."""
 
@@ -110,7 +110,8 @@ def _from_folder(root: Path) -> DataSource:
     if not any(splits.values()):
         raise InputError(f"{root}: no labelled data found; expected {'/'.join(SPLITS)} folders holding one folder "
                          "per class (DATA/train/<class>/...), or pass a CSV with path,label columns")
-    return DataSource(root, _kind_of([it for v in splits.values() for it in v], root), splits, skipped)
+    return DataSource(root=root, kind=_kind_of([it for v in splits.values() for it in v], root), splits=splits,
+                      skipped=skipped)
 
 
 def _from_csv(path: Path) -> DataSource:
@@ -144,4 +145,5 @@ def _from_csv(path: Path) -> DataSource:
     if not any(splits.values()):
         raise InputError(f"{path}: no usable row ({len(skipped)} skipped" +
                          (f", e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ")"))
-    return DataSource(path, _kind_of([it for v in splits.values() for it in v], path), splits, skipped)
+    return DataSource(root=path, kind=_kind_of([it for v in splits.values() for it in v], path), splits=splits,
+                      skipped=skipped)

@@ -3,8 +3,9 @@
 Every item is read once (ROI files with :func:`~medinfer.data.roi.read_roi`, series folders with
 :func:`medinfer.load_series`) and preprocessed once by the C++ series batcher with the model's
 :class:`~medinfer.preprocess.Preprocess` — the same code that prepares input at inference. Training on
-series uses every slice with its series' label (seed 003); ``group`` says which series a slice came from,
-for per-series evaluation and for hold-out splits that keep a series' slices together.
+series uses every slice with its series' label (as in the Res-Dense Net paper); ``group`` says which
+series a slice came from, for per-series evaluation and for hold-out splits that keep a series' slices
+together.
 
 Series slices are stored as float16 (they are in [-1, 1]; a 256×256 slice takes 128 KiB instead of
 256 KiB), ROIs as float32; batches are converted to float32 on the way to the model.
@@ -25,7 +26,7 @@ from medinfer.preprocess import Preprocess
 BATCH = 64  # slices per batcher batch while loading
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LabelledSlices:
     x: np.ndarray  # (N, C, H, W) float16 or float32, preprocessed
     y: np.ndarray  # (N,) int64 class index
@@ -44,8 +45,8 @@ class LabelledSlices:
         remap = np.full(len(self.items), -1, np.int64)
         remap[keep_items] = np.arange(len(keep_items))
         rows = np.flatnonzero(item_mask[self.group])
-        return LabelledSlices(self.x[rows], self.y[rows], remap[self.group[rows]], [self.items[i] for i in keep_items],
-                              self.class_names, self.kind)
+        return LabelledSlices(x=self.x[rows], y=self.y[rows], group=remap[self.group[rows]],
+                              items=[self.items[i] for i in keep_items], class_names=self.class_names, kind=self.kind)
 
     def item_labels(self) -> np.ndarray:
         """The label index of each item."""
@@ -113,8 +114,8 @@ def load_split(source: DataSource, split: str, preprocess: Preprocess, class_nam
             start = batch.index * BATCH
             x[start : start + batch.count] = batch.data[: batch.count]
     group = np.repeat(np.arange(len(series)), [len(s) for s in series])
-    return LabelledSlices(x, labels[used][group], group.astype(np.int64), [items[i] for i in used],
-                          tuple(class_names), source.kind, skipped)
+    return LabelledSlices(x=x, y=labels[used][group], group=group.astype(np.int64), items=[items[i] for i in used],
+                          class_names=tuple(class_names), kind=source.kind, skipped=skipped)
 
 
 def holdout(data: LabelledSlices, fraction: float, seed: int) -> tuple[LabelledSlices, LabelledSlices]:

@@ -14,10 +14,10 @@ Engines are safe to call from several threads.
 
 from __future__ import annotations
 
-import abc
+import importlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -57,7 +57,17 @@ class SeriesPrediction:
         return d
 
 
-def _backend_for_file(path: Path) -> str:
+# Which backend runs a kind of engine file, and where its engine class lives: imported only when chosen,
+# so that running an ONNX file never imports PyTorch or TensorRT.
+_ENGINE_CLASSES = {
+    "onnxruntime": ("medinfer.engine.onnxruntime_backend", "OnnxRuntimeEngine"),
+    "tensorrt": ("medinfer.engine.tensorrt_backend", "TensorRTEngine"),
+    "torch": ("medinfer.engine.torch_backend", "TorchEngine"),
+}
+
+
+def backend_for_file(path: Path) -> str:
+    """The engine backend a file is for: ``.onnx`` → ONNX Runtime, ``.plan`` → TensorRT, a checkpoint → torch."""
     from medinfer.checkpoint import is_checkpoint
 
     if path.suffix == ".onnx":
@@ -68,6 +78,50 @@ def _backend_for_file(path: Path) -> str:
         return "torch"
     raise EngineError(f"{path}: not an engine medinfer knows (.onnx for ONNX Runtime, .plan for TensorRT, or a "
                       "checkpoint: .safetensors + .json, for PyTorch)")
+
+
+def default_device(backend: str) -> str:
+    """A GPU when ``backend`` can use one here, else the CPU."""
+    return "cuda" if backends.BACKENDS[backend].is_available("cuda") else "cpu"
+
+
+def resolve(path: Path, backend: str | None = None, device: str | None = None) -> tuple[str, str]:
+    """The (backend, device) that will run ``path``: the backend from the file (``backend`` or
+    ``MEDINFER_ENGINE_BACKEND`` may only confirm it), the device as asked, else a GPU when that backend can
+    use one here. Refuses, with the reason and the file, what cannot run here."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such engine file")
+    kind = backend_for_file(path)
+    requested, source = (backend, "argument") if backend else (backends.env_override("engine"),
+                                                               "MEDINFER_ENGINE_BACKEND")
+    if requested is not None and requested != kind:
+        raise EngineError(f"{path}: the {requested} backend cannot run this file; it is for {kind} (the {requested} "
+                          f"backend was asked for by {source}; build a .plan with `medinfer build` for TensorRT)")
+    device = device or default_device(kind)
+    try:
+        backends.select("engine", device, kind)
+    except backends.BackendUnavailable as exc:
+        raise backends.BackendUnavailable(f"{path}: {exc}") from None
+    return kind, device
+
+
+class _Opening(type):
+    """``Engine(path, ...)`` resolves backend and device once (:func:`resolve`), then constructs that
+    backend's engine with the resolved device. A backend's own class (``OnnxRuntimeEngine(path)``) gets
+    the same default device and leaves every other check to the backend (files first, then the runtime)."""
+
+    def __call__(cls, path: str | Path, *, backend: str | None = None, device: str | None = None, **options):
+        path = Path(path)
+        engine_class: Any = cls
+        if cls is Engine:
+            kind, device = resolve(path, backend, device)
+            module, name = _ENGINE_CLASSES[kind]
+            engine_class = getattr(importlib.import_module(module), name)
+        elif backend is not None and backend != engine_class.backend:
+            raise EngineError(f"{path}: {cls.__name__} is the {engine_class.backend} backend, not {backend}")
+        else:
+            device = device or default_device(engine_class.backend)
+        return type.__call__(engine_class, path, device=device, **options)
 
 
 # On a CPU, throughput grows with the batch only while a batch's activations stay in cache. Measured on two EPYC
@@ -82,41 +136,19 @@ def cpu_batch(input_shape: tuple[int, ...]) -> int:
     return max(1, min(64, CPU_BATCH_PIXELS // (h * w)))
 
 
-class Engine(abc.ABC):
-    """Load an engine file; see the module docstring. ``backend`` forces one (``"onnxruntime"``,
-    ``"tensorrt"``, ``"torch"``; or ``MEDINFER_ENGINE_BACKEND``); ``device`` is ``"cpu"`` or ``"cuda"``
-    (default: a GPU when the backend can use one here)."""
+class Engine(metaclass=_Opening):
+    """Load an engine file; see the module docstring. ``backend`` confirms the one the file is for
+    (``"onnxruntime"``, ``"tensorrt"``, ``"torch"``; or ``MEDINFER_ENGINE_BACKEND``); ``device`` is ``"cpu"``
+    or ``"cuda"`` (default: a GPU when the backend can use one here). Backends receive the resolved device."""
 
     backend: ClassVar[str]
-    _registry: ClassVar[dict[str, type[Engine]]] = {}
 
     metadata: ModelMetadata
-    device: str
-    path: Path
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        Engine._registry[cls.backend] = cls
-
-    def __new__(cls, path: str | Path, *, backend: str | None = None, device: str | None = None, **options):
-        if cls is not Engine:
-            return super().__new__(cls)
-        path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: no such engine file")
-        kind = _backend_for_file(path)
-        requested = backend or backends.env_override("engine")
-        if requested is not None and requested != kind:
-            raise EngineError(f"{path}: the {requested} backend cannot run this file; it is for {kind} "
-                              "(build a .plan with `medinfer build` for TensorRT)")
-        _import_backends()
-        if device is None:
-            device = "cuda" if backends.BACKENDS[kind].is_available("cuda") else "cpu"
-        backends.select("engine", device, kind)  # refuses loudly, with the reason, if it cannot run here
-        return super().__new__(Engine._registry[kind])
 
     def __init__(self, path: str | Path, *, backend: str | None = None, device: str | None = None, **options):
+        # Reached with the path and device _Opening resolved (``backend`` and ``options`` are the backend's).
         self.path = Path(path)
+        self.device = device or "cpu"
         self._lock = threading.Lock()  # backends whose state is not reentrant serialise through it
 
     # Description -----------------------------------------------------------------------------------------
@@ -142,9 +174,9 @@ class Engine(abc.ABC):
                 f"classes={list(self.class_names)})")
 
     # Inference -------------------------------------------------------------------------------------------
-    @abc.abstractmethod
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """(B, C, H, W) float32, validated → (B, K) float32 probabilities."""
+    #: Each backend's inference: (B, C, H, W) float32, validated → (B, K) float32 probabilities. (Declared,
+    #: not abstract: ``Engine(path)`` always makes a backend's engine, and type checkers see the call.)
+    _infer: Callable[[np.ndarray], np.ndarray]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities ``(B, K)`` of a preprocessed float32 batch ``(B, C, H, W)``."""
@@ -160,8 +192,8 @@ class Engine(abc.ABC):
 
     def predict(self, series, *, aggregate: str = "mean", k: int | None = None) -> SeriesPrediction:
         """Classify one series: a folder, a list of files, a multi-frame file, an ``(N, H, W)`` HU array or
-        a :class:`medinfer.Series`. Slice probabilities are folded by ``aggregate``: ``"mean"`` (seed 003),
-        ``"max"`` or ``"topk"`` (mean of the ``k`` highest per class)."""
+        a :class:`medinfer.Series`. Slice probabilities are folded by ``aggregate``: ``"mean"`` (the Res-Dense
+        Net paper's rule), ``"max"`` or ``"topk"`` (mean of the ``k`` highest per class)."""
         return self.predict_many([series], aggregate=aggregate, k=k)[0]
 
     def predict_many(self, series_list: Sequence, *, aggregate: str = "mean", k: int | None = None,
@@ -212,8 +244,3 @@ class Engine(abc.ABC):
                 files=list(series.files),
             ))
         return out
-
-
-def _import_backends() -> None:
-    # Backend modules register themselves on import (Engine.__init_subclass__).
-    from medinfer.engine import onnxruntime_backend, tensorrt_backend, torch_backend  # noqa: F401

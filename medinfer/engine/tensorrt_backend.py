@@ -23,8 +23,8 @@ import numpy as np
 from medinfer import __version__
 from medinfer.engine.base import Engine
 from medinfer.errors import EngineError
-from medinfer.export.onnx import INPUT_NAME, OUTPUT_NAME
 from medinfer.metadata import ModelMetadata, read_json_record, sha256_bytes
+from medinfer.onnx_file import INPUT_NAME, OUTPUT_NAME
 
 PLAN_FORMAT = "medinfer-tensorrt-plan"
 PLAN_FORMAT_VERSION = 1
@@ -126,15 +126,16 @@ def register_plugins() -> None:
 class TensorRTEngine(Engine):
     backend = "tensorrt"
 
-    def __init__(self, path, *, backend=None, device=None, gpu: int = 0):
-        super().__init__(path)
-        self.device = "cuda"
+    def __init__(self, path, *, device: str, gpu: int = 0):
+        super().__init__(path, device=device)
         record = PlanRecord.read(self.path)
         plan = self.path.read_bytes()  # checked and deserialised from the same bytes
         if sha256_bytes(plan) != record.plan_sha256:
             raise EngineError(f"{self.path}: SHA-256 differs from {sidecar_path(self.path).name}: the plan is "
                               f"damaged or was replaced; {record.rebuild_hint()}")
         ensure_tensorrt()
+        if self.device != "cuda":
+            raise EngineError(f"{self.path}: TensorRT plans run on a GPU only, not on {self.device}")
         import tensorrt as trt
         import torch
 

@@ -28,8 +28,8 @@ import numpy as np
 
 from medinfer.engine.tensorrt_backend import PRECISIONS, PlanRecord, current_gpu, ensure_tensorrt, register_plugins
 from medinfer.errors import EngineError, InputError
-from medinfer.export.onnx import GRAPH_SHA_KEY, INPUT_NAME, read_export
 from medinfer.metadata import ModelMetadata, atomic_write, sha256_bytes
+from medinfer.onnx_file import GRAPH_SHA_KEY, INPUT_NAME, read_export
 
 
 def parse_batch_range(text: str) -> tuple[int, int, int]:

@@ -54,12 +54,10 @@ class _GraphRunner:
 class TorchEngine(Engine):
     backend = "torch"
 
-    def __init__(self, path, *, backend=None, device=None, precision: str | None = None,
-                 cuda_graphs: bool | None = None):
-        super().__init__(path)
+    def __init__(self, path, *, device: str, precision: str | None = None, cuda_graphs: bool | None = None):
+        super().__init__(path, device=device)
         ckpt = load_checkpoint(self.path)
         self.metadata = ckpt.metadata
-        self.device = device or "cpu"
         precision = precision or ("fp16" if self.device == "cuda" else "fp32")
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

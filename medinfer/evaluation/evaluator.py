@@ -4,9 +4,9 @@ deployment path.
 Every item goes through :meth:`medinfer.Engine.predict_many` — the engine the file calls for (PyTorch for a
 checkpoint, ONNX Runtime for ``.onnx``, TensorRT for ``.plan``), fed by the C++ series batcher with the
 model's stored ``Preprocess`` — so the figures are those of the artefact that would be deployed. An ROI
-is a one-slice series. For series data the slice probabilities are averaged per series (seed 003) and
-the series-level metrics are the headline; slice-level metrics (each slice with its series' label) come
-beside them.
+is a one-slice series. For series data the slice probabilities are averaged per series (as in the
+Res-Dense Net paper) and the series-level metrics are the headline; slice-level metrics (each slice with
+its series' label) come beside them.
 
 Writes ``metrics.json`` (metrics, per-item predictions, every file that was not used), ``roc.png`` and
 ``confusion.png`` into ``out``.

@@ -1,4 +1,5 @@
-"""Classification metrics of seed 000 (eq. 12–17) and seed 003 (macro F1), in numpy.
+"""Classification metrics of the DDC-ResNet paper (shared/seeds/000, eq. 12–17) and the Res-Dense Net paper
+(shared/seeds/003, macro F1), in numpy.
 
 Per class, one-vs-rest: recall ``TP / (TP + FN)`` (eq. 13), precision ``TP / (TP + FP)`` (eq. 14), F1
 ``2TP / (2TP + FP + FN)`` (eq. 15) and the one-vs-rest accuracy ``(TP + TN) / N`` (eq. 12); a ratio whose
@@ -93,7 +94,7 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, class_
 
 
 def group_mean(probabilities: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
-    """The mean probability of each group's rows (seed 003's series score from its slices)."""
+    """The mean probability of each group's rows (the Res-Dense Net paper's series score from its slices)."""
     probs = np.asarray(probabilities, np.float64)
     sums = np.zeros((n_groups, probs.shape[1]))
     np.add.at(sums, group, probs)

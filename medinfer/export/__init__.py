@@ -1,5 +1,9 @@
-"""Export to ONNX, and what TensorRT's ONNX parser accepts."""
+"""Export to ONNX (needs PyTorch: ``pip install 'medinfer[train]'``), and what TensorRT's ONNX parser accepts.
 
-from medinfer.export.onnx import ExportError, export_onnx, read_export
+Reading an export back needs no PyTorch: :func:`medinfer.onnx_file.read_export`.
+"""
+
+from medinfer.export.onnx import ExportError, export_onnx
+from medinfer.onnx_file import read_export
 
 __all__ = ["ExportError", "export_onnx", "read_export"]

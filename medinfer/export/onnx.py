@@ -1,13 +1,14 @@
 """ONNX export: ``export_onnx(model_or_checkpoint, path)`` and ``medinfer export``.
 
-The graph takes ``input`` — a float32 ``(batch, C, H, W)`` batch made by the model's
-:class:`~medinfer.preprocess.Preprocess` — and returns ``probabilities`` (softmax over the classes), so every
-engine built from it answers in probabilities. The batch dimension is dynamic unless asked otherwise.
+The graph follows :mod:`medinfer.onnx_file` (the contract engines read, without PyTorch): it returns
+``probabilities`` (softmax over the classes), so every engine built from it answers in probabilities. The
+batch dimension is dynamic unless asked otherwise.
 
 Each export is checked before it is handed back: ``onnx.checker`` full check (with shape inference), and a
 parity run of ONNX Runtime against PyTorch on a fresh random batch (fp32, max abs difference of the
 probabilities ≤ ``atol``, 1e-4 by default). The file carries :class:`~medinfer.metadata.ModelMetadata` in
-``metadata_props`` plus a SHA-256 of the graph, which :class:`medinfer.Engine` verifies before use.
+``metadata_props`` plus a SHA-256 of the graph, which :class:`medinfer.Engine` verifies before use
+(:func:`medinfer.onnx_file.read_export`).
 """
 
 from __future__ import annotations
@@ -26,15 +27,13 @@ import onnx
 import torch
 from torch import nn
 
-from medinfer.errors import EngineError, MedinferError
-from medinfer.metadata import ModelMetadata, atomic_write, sha256_bytes
+from medinfer.errors import MedinferError
+from medinfer.metadata import ModelMetadata, atomic_write
+from medinfer.onnx_file import CHECK_KEY, GRAPH_SHA_KEY, INPUT_NAME, OUTPUT_NAME, graph_sha256, plugin_ops
 from medinfer.ops import onnx as ops_onnx
 from medinfer.preprocess import Preprocess
 
 DEFAULT_OPSET = 20  # inside TensorRT 10's 9..24 and ONNX Runtime's supported range
-INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
-GRAPH_SHA_KEY = "medinfer.graph_sha256"
-CHECK_KEY = "medinfer.export_check"
 
 
 class ExportError(MedinferError, RuntimeError):
@@ -50,11 +49,6 @@ class Probabilities(nn.Module):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.model(input), dim=1)
-
-
-def graph_sha256(model: onnx.ModelProto) -> str:
-    """Hash of the graph (nodes, weights, inputs, outputs), independent of the metadata stored beside it."""
-    return sha256_bytes(model.graph.SerializeToString(deterministic=True))
 
 
 def _resolve(model_or_checkpoint, class_names, preprocess) -> tuple[nn.Module, ModelMetadata]:
@@ -112,11 +106,6 @@ def _parity(proto: onnx.ModelProto, model: nn.Module, input_shape: tuple[int, in
     return float(np.abs(got - expected).max()), runner
 
 
-def plugin_ops(proto: onnx.ModelProto) -> list[str]:
-    """The medinfer TensorRT plugin ops a graph contains (empty for a standard-operator graph)."""
-    return sorted({n.op_type for n in proto.graph.node if n.domain == ops_onnx.DOMAIN})
-
-
 def export_onnx(model_or_checkpoint, path: str | Path, *, opset: int | None = None, dynamic_batch: bool = True,
                 class_names=None, preprocess: Preprocess | None = None, plugins: bool = False, atol: float = 1e-4,
                 progress: bool | None = None) -> Path:
@@ -170,31 +159,3 @@ def export_onnx(model_or_checkpoint, path: str | Path, *, opset: int | None = No
         atomic_write(path, proto.SerializeToString())
         steps.update()
     return path
-
-
-def read_export(path: str | Path, *, verify: bool = True) -> tuple[bytes, onnx.ModelProto, ModelMetadata]:
-    """Read a medinfer ONNX export: its bytes, graph and metadata, after checking that it parses, carries
-    medinfer metadata and (``verify``) that its graph still hashes to the value recorded at export."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise EngineError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        proto = onnx.load_model_from_string(data)
-    except Exception as exc:  # protobuf's DecodeError and friends: truncated or foreign bytes
-        raise EngineError(f"{path}: not a valid ONNX file (truncated or damaged?): {exc}") from None
-    if not proto.graph.node:
-        raise EngineError(f"{path}: not a valid ONNX file (no graph; truncated, damaged or another format)")
-    props = {p.key: p.value for p in proto.metadata_props}
-    meta = ModelMetadata.from_props(props, path)
-    if verify:
-        recorded = props.get(GRAPH_SHA_KEY)
-        if recorded != graph_sha256(proto):
-            raise EngineError(f"{path}: the graph's SHA-256 does not match the one recorded at export: the file was "
-                              "damaged or edited after export; re-export it with `medinfer export` (or pass "
-                              "verify=False if you changed it on purpose)")
-    names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
-    if names != ([INPUT_NAME], [OUTPUT_NAME]):
-        raise EngineError(f"{path}: expected one input {INPUT_NAME!r} and one output {OUTPUT_NAME!r}, got {names}")
-    return data, proto, meta

@@ -14,7 +14,7 @@ from importlib import resources
 
 import onnx
 
-from medinfer.ops.onnx import DOMAIN as PLUGIN_DOMAIN
+from medinfer.onnx_file import PLUGIN_DOMAIN
 
 PLUGIN_OPS = frozenset({"DilatedBranches", "OctaveConv"})  # see medinfer.ops.tensorrt_plugins
 

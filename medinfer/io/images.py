@@ -1,4 +1,4 @@
-"""Series stored as image files, one folder per series (the MIA-COV19D layout of seed 003).
+"""Series stored as image files, one folder per series (the MIA-COV19D layout of the Res-Dense Net paper).
 
 Slices are ordered by the number in the file name (the last run of digits: ``12.jpg``, ``slice_012.png``),
 numerically, so ``10.jpg`` follows ``9.jpg``. What the grey values mean depends on the bit depth:
@@ -6,7 +6,8 @@ numerically, so ``10.jpg`` follows ``9.jpg``. What the grey values mean depends 
 * **8-bit** (JPG, 8-bit PNG; colour images are converted to grey with ITU-R 601 luma): display values
   0..255 of slices that were already windowed when exported. They carry no HU; the series gets
   ``units="display"`` and the batcher spreads 0..255 over the model's window
-  (:meth:`medinfer.preprocess.Preprocess.display_rescale`), which reproduces seed 003's ``v / 127.5 - 1``.
+  (:meth:`medinfer.preprocess.Preprocess.display_rescale`), which reproduces the Res-Dense Net paper's
+  ``v / 127.5 - 1``.
 * **16-bit** PNG/TIFF: HU + 1024 (the convention medinfer writes ROIs in), so HU = value - 1024.
 * **32-bit float** TIFF: HU as stored.
 

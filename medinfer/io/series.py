@@ -2,7 +2,8 @@
 
 A series keeps the *stored* pixel values with each slice's RescaleSlope/RescaleIntercept rather than HU:
 the native batcher converts them itself (int16 in, half the memory traffic of float32), and ``hu`` is
-computed on first access with :func:`medinfer.hu.to_hu` (HU = pixel × slope + intercept, seed 000 eq. 11).
+computed on first access with :func:`medinfer.hu.to_hu` (HU = pixel × slope + intercept, the DDC-ResNet
+paper's eq. 11).
 """
 
 from __future__ import annotations

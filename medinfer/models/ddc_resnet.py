@@ -1,5 +1,5 @@
-"""DDC-ResNet101 (seed 000: "A novel ResNet101 model based on dense dilated convolution") and the
-variants of its ablation (Table 3).
+"""DDC-ResNet101 (the DDC-ResNet paper, shared/seeds/000: "A novel ResNet101 model based on dense dilated
+convolution") and the variants of its ablation (Table 3).
 
 The network is SE-ResNet-101 (stages of 3, 4, 23, 3 bottlenecks) whose bottleneck is rebuilt as
 
@@ -71,8 +71,9 @@ from medinfer.models.layers import (
     SqueezeExcite,
     octave_split,
 )
-from medinfer.models.registry import LIVER_CLASSES, LIVER_PREPROCESS, variant
+from medinfer.models.registry import variant
 from medinfer.models.resnet import EXPANSION, ResNet, ResNetCfg
+from medinfer.tasks import LIVER_CLASSES, LIVER_PREPROCESS
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def _build(cfg: DDCResNetCfg, num_classes: int, in_chans: int) -> DDCResNet:
 
 
 _TABLE3 = {"class_names": LIVER_CLASSES, "preprocess": LIVER_PREPROCESS,
-           "paper": "seed 000 Table 3"}
+           "paper": "DDC-ResNet paper, Table 3"}
 _MSFE = {"scale": 4}
 _DFE = {**_MSFE, "dfe": True}
 _DDC = {**_DFE, "ddc": True}

@@ -1,8 +1,8 @@
 """DenseNet-121 (Huang et al., 2017), written here without torchvision.
 
 With ``num_classes=1000, in_chans=3`` it has exactly torchvision's 7,978,856 parameters. Its registered
-default is seed 000's liver-ROI comparison (Table 4): 64×64 single-channel input, four classes; seed 003
-uses it as one pipe of Res-Dense Net (``res_dense.py``).
+default is the DDC-ResNet paper's liver-ROI comparison (Table 4): 64×64 single-channel input, four
+classes; the Res-Dense Net paper uses it as one pipe of Res-Dense Net (``res_dense.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medinfer.models.layers import Classifier, ClassifierHead, init_weights
-from medinfer.models.registry import LIVER_CLASSES, LIVER_PREPROCESS, variant
+from medinfer.models.registry import variant
+from medinfer.tasks import LIVER_CLASSES, LIVER_PREPROCESS
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _build(cfg: DenseNetCfg, num_classes: int, in_chans: int) -> DenseNet:
 
 
 @variant("densenet", _build, DenseNetCfg(), class_names=LIVER_CLASSES,
-         preprocess=LIVER_PREPROCESS, paper="seed 000 Table 4 (classical network)")
+         preprocess=LIVER_PREPROCESS, paper="DDC-ResNet paper, Table 4 (classical network)")
 def densenet121():
     """DenseNet-121 (Huang et al., 2017)"""
     return {}

@@ -1,8 +1,8 @@
-"""Plain PyTorch building blocks of the model zoo.
+"""Building blocks of the model zoo, in plain PyTorch.
 
-These are the references: the fused kernels of :mod:`medinfer.ops` must reproduce the functional forms
-below (:func:`dilated_branches`, :func:`octave_conv`) and are tested against them. Nothing here depends on
-a GPU, Triton or the native extension, and everything exports to ONNX with standard operators.
+The octave convolution and the dense atrous block call the fused ops of :mod:`medinfer.ops`, which hold
+their own references (``*_native``); on the CPU and while training those references run. Nothing here
+depends on a GPU, Triton or the native extension, and everything exports to ONNX with standard operators.
 
 Octave tensors travel as ``(high, low)`` pairs; ``low`` is ``None`` when a layer has no low-frequency
 channels (``alpha = 0``), which makes every octave layer an ordinary one.
@@ -11,11 +11,13 @@ channels (``alpha = 0``), which makes every octave layer an ordinary one.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from medinfer import ops
+from medinfer.ops.dilated import dilated_branches_native
 
 OctaveTensor = tuple[Tensor, Tensor | None]
 
@@ -166,45 +168,6 @@ def octave_split(channels: int, alpha: float) -> tuple[int, int]:
     return channels - low, low
 
 
-def octave_pool(x: Tensor) -> Tensor:
-    """2×2 average pooling to the octave below; odd sizes round up (the last window averages what exists)."""
-    return F.avg_pool2d(x, 2, 2, ceil_mode=True)
-
-
-def octave_upsample(x: Tensor, size: Sequence[int]) -> Tensor:
-    """2× nearest upsampling cropped to ``size``, the inverse geometry of :func:`octave_pool`."""
-    return F.interpolate(x, scale_factor=2.0, mode="nearest")[..., : size[0], : size[1]]
-
-
-def octave_conv(x_h: Tensor, x_l: Tensor | None, w_hh: Tensor, w_hl: Tensor | None, w_lh: Tensor | None,
-                w_ll: Tensor | None, stride: int = 1) -> OctaveTensor:
-    """Reference octave convolution, the contract of ``medinfer.ops.octave_conv``.
-
-    ``y_h = conv(x_h, w_hh) + up(conv(x_l, w_lh))`` and ``y_l = conv(pool(x_h), w_hl) + conv(x_l, w_ll)``
-    with 'same' padding, no bias. A path whose weight is ``None`` is absent (``alpha_in = 0`` or
-    ``alpha_out = 0``). ``stride=2`` pools both inputs first, as in the authors' code, which keeps the
-    two frequencies aligned; with no low-frequency side at all the layer is an ordinary convolution and
-    strides as one, so ``alpha = 0`` reproduces the vanilla network exactly.
-    """
-    if stride not in (1, 2):
-        raise ValueError(f"octave_conv supports stride 1 or 2, got {stride}")
-    pad = w_hh.shape[-1] // 2
-    if x_l is None and w_hl is None:
-        return F.conv2d(x_h, w_hh, stride=stride, padding=pad), None
-    if stride == 2:
-        x_h = octave_pool(x_h)
-        x_l = octave_pool(x_l) if x_l is not None else None
-    y_h = F.conv2d(x_h, w_hh, padding=pad)
-    if x_l is not None and w_lh is not None:
-        y_h = y_h + octave_upsample(F.conv2d(x_l, w_lh, padding=pad), y_h.shape[-2:])
-    y_l = None
-    if w_hl is not None:
-        y_l = F.conv2d(octave_pool(x_h), w_hl, padding=pad)
-        if x_l is not None and w_ll is not None:
-            y_l = y_l + F.conv2d(x_l, w_ll, padding=pad)
-    return y_h, y_l
-
-
 class OctaveConv(nn.Module):
     """Octave convolution with explicit channel splits ``in_ch = (high, low)``, ``out_ch = (high, low)``.
 
@@ -231,8 +194,6 @@ class OctaveConv(nn.Module):
                 nn.init.normal_(w, 0.0, std)
 
     def forward(self, x: OctaveTensor) -> OctaveTensor:
-        from medinfer import ops  # ops dispatches back to octave_conv above: import at call time
-
         return ops.octave_conv(x[0], x[1], self.w_hh, self.w_hl, self.w_lh, self.w_ll, stride=self.stride)
 
     def extra_repr(self) -> str:
@@ -306,24 +267,6 @@ class Res2NetSplit(nn.Module):
 # ---------------------------------------------------------------------------------------------------------
 # Dense dilated convolution (DDC; CE-Net's dense atrous convolution block)
 # ---------------------------------------------------------------------------------------------------------
-def dilated_branches(x: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor | None],
-                     dilations: Sequence[int]) -> list[Tensor]:
-    """Reference for ``medinfer.ops.dilated_branches``: 3×3 convolutions of one input with several
-    dilations (padding = dilation, stride 1), one output per branch."""
-    if not len(weights) == len(biases) == len(dilations):
-        raise ValueError("dilated_branches: weights, biases and dilations must have equal length")
-    return [F.conv2d(x, w, b, padding=d, dilation=d) for w, b, d in zip(weights, biases, dilations, strict=True)]
-
-
-def ddc_project_sum(residual: Tensor, branches: Sequence[Tensor], weight: Tensor, bias: Tensor | None) -> Tensor:
-    """Reference for the fused epilogue of ``medinfer.ops.dilated_branches``: the end of the dense atrous
-    block, ``residual + Σ_k relu(conv1x1(t_k, weight, bias))``, summed in branch order."""
-    out = residual
-    for t in branches:
-        out = out + F.relu(F.conv2d(t, weight, bias))
-    return out
-
-
 class DenseAtrousBlock(nn.Module):
     """Four cascaded branches of 3×3 dilated convolutions with receptive fields 3, 7, 9 and 19.
 
@@ -349,14 +292,12 @@ class DenseAtrousBlock(nn.Module):
 
     def branches(self, x: Tensor) -> list[Tensor]:
         """The four branch tensors before the 1×1 projection."""
-        t1, t2 = dilated_branches(x, (self.d1.weight, self.d3.weight), (self.d1.bias, self.d3.bias), (1, 3))
+        t1, t2 = dilated_branches_native(x, (self.d1.weight, self.d3.weight), (self.d1.bias, self.d3.bias), (1, 3))
         t3 = self.d3(t1)
         t4 = self.d5(t3)
         return [t1, t2, t3, t4]
 
     def forward(self, x: Tensor) -> Tensor:
-        from medinfer import ops  # ops dispatches back to the references above: import at call time
-
         p = self.project
         out, t1 = ops.dilated_branches(x, (self.d1.weight, self.d3.weight), (self.d1.bias, self.d3.bias), (1, 3),
                                        epilogue=ops.DDCEpilogue(p.weight, p.bias, x, keep=(True, False)))

@@ -19,21 +19,6 @@ from torch import nn
 from medinfer.errors import InputError
 from medinfer.preprocess import Preprocess
 
-LIVER_CLASSES = ("MET", "HEM", "HCC", "healthy")
-COVID_CLASSES = ("covid", "non-covid")
-
-# Seed 000 (liver-lesion ROIs, 64×64, one HU channel). The paper only converts to HU (eq. 11). We window
-# at the abdominal soft-tissue setting, level 40 / width 400 (−160..240 HU): it spans fat (about −100),
-# liver parenchyma (50..70 in the portal phase) and enhancing HCC / haemangioma (up to ~200), where a
-# narrower liver window (width 150) would saturate the enhancement that tells the lesions apart; air and
-# bone carry no lesion information. [-1, 1] keeps the input centred.
-LIVER_PREPROCESS = Preprocess(size=(64, 64), channels=1, window=(40.0, 400.0), normalize="range")
-# Seed 003 (whole chest slices, 256×256, scaled to [-1, 1]). MIA-COV19D's slices were exported already
-# windowed; for DICOM input we use the lung window, level −600 / width 1500 (−1350..150 HU), which holds
-# aerated lung (−900), ground-glass opacities (−700..−300) and consolidation (−100..50), the findings of
-# COVID-19 pneumonia. 8-bit JPG/PNG slices are spread over the same window, giving the paper's v/127.5 − 1.
-CHEST_PREPROCESS = Preprocess(size=(256, 256), channels=1, window=(-600.0, 1500.0), normalize="range")
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -46,7 +31,7 @@ class ModelSpec:
     class_names: tuple[str, ...]
     preprocess: Preprocess  # how HU slices become this model's input (its size: the paper's); stored with engines
     in_chans: int = 1
-    paper: str = ""  # where it comes from, e.g. "seed 000 Table 3"
+    paper: str = ""  # where it comes from, e.g. "DDC-ResNet paper, Table 3"
     paper_params_m: float | None = None  # the paper's parameter count, when it reports one
     description: str = ""
 

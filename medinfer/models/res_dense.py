@@ -1,5 +1,6 @@
-"""Res-Dense Net and the DenseNet pair (seed 003: "Custom Deep Neural Network for 3D Covid Chest CT-scan
-Classification"), per-slice classifiers whose slice scores are averaged over a series.
+"""Res-Dense Net and the DenseNet pair (the Res-Dense Net paper, shared/seeds/003: "Custom Deep Neural
+Network for 3D Covid Chest CT-scan Classification"), per-slice classifiers whose slice scores are averaged
+over a series.
 
 Two pipes see the same slice. ``resdense_net``: ResNet-101 features (2048 channels at 1/32) go through a
 1×1 conv to DenseNet-121's 1024 channels and are added to its features; the sum is global-average-pooled
@@ -8,7 +9,7 @@ agree, so no alignment conv). Input 256×256.
 
 The paper fine-tuned ImageNet weights on 3-channel JPEG slices; no pretrained weights can be fetched here,
 so the default is one HU channel trained from scratch (``in_chans=3`` is available for users who bring
-weights). Seed 003's two-phase fine-tuning freezes ``pipe_a``/``pipe_b`` first; ``head_modules()`` is what
+weights). The paper's two-phase fine-tuning freezes ``pipe_a``/``pipe_b`` first; ``head_modules()`` is what
 stays trainable then.
 """
 
@@ -21,8 +22,9 @@ from torch import Tensor, nn
 
 from medinfer.models.densenet import DenseNet, DenseNetCfg
 from medinfer.models.layers import Classifier, ClassifierHead, init_weights
-from medinfer.models.registry import CHEST_PREPROCESS, COVID_CLASSES, variant
+from medinfer.models.registry import variant
 from medinfer.models.resnet import ResNet, ResNetCfg
+from medinfer.tasks import CHEST_PREPROCESS, COVID_CLASSES
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class DualPipeNet(Classifier):
             init_weights(m)
 
     def head_modules(self) -> list[nn.Module]:
-        """Everything but the two backbones: trainable in the frozen phase of seed 003's recipe."""
+        """Everything but the two backbones: trainable in the frozen phase of the ``resdense2021`` recipe."""
         return [self.align, self.head]
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -73,16 +75,16 @@ def _build(cfg: DualPipeCfg, num_classes: int, in_chans: int) -> DualPipeNet:
     return DualPipeNet(cfg, num_classes, in_chans)
 
 
-_SEED3 = {"class_names": COVID_CLASSES, "preprocess": CHEST_PREPROCESS, "paper": "seed 003"}
+_COVID = {"class_names": COVID_CLASSES, "preprocess": CHEST_PREPROCESS, "paper": "Res-Dense Net paper"}
 
 
-@variant("dual_pipe", _build, DualPipeCfg(), **_SEED3)
+@variant("dual_pipe", _build, DualPipeCfg(), **_COVID)
 def resdense_net():
     """Res-Dense Net: ResNet-101 + DenseNet-121 pipes, 1×1 alignment, sum, GAP, classifier"""
     return {}
 
 
-@variant("dual_pipe", _build, DualPipeCfg(), **_SEED3)
+@variant("dual_pipe", _build, DualPipeCfg(), **_COVID)
 def densenet_pair():
-    """Two DenseNet-121 pipes, sum, GAP, classifier (seed 003's DenseNet-only combination)"""
+    """Two DenseNet-121 pipes, sum, GAP, classifier (the paper's DenseNet-only combination)"""
     return {"pipe_a": "densenet"}

@@ -5,9 +5,9 @@ With ``num_classes=1000, in_chans=3`` ``resnet101`` has exactly torchvision's 44
 extend: a subclass overrides :meth:`ResNet.make_block`, :meth:`ResNet.make_shortcut`,
 :meth:`ResNet.make_stage_tail` or :meth:`ResNet.make_head` (see ``ddc_resnet.py``).
 
-Both models here are the "classical networks" seed 000 compares against (Table 4), so their registered
-defaults are its liver-ROI task: 64×64 single-channel HU input, four classes; ``se_resnet101`` is also
-the baseline row of its ablation (Table 3).
+Both models here are the "classical networks" the DDC-ResNet paper compares against (Table 4), so their
+registered defaults are its liver-ROI task: 64×64 single-channel HU input, four classes; ``se_resnet101``
+is also the baseline row of its ablation (Table 3).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from medinfer.models.layers import Classifier, ClassifierHead, ConvBnAct, SqueezeExcite, init_weights
-from medinfer.models.registry import LIVER_CLASSES, LIVER_PREPROCESS, variant
+from medinfer.models.registry import variant
+from medinfer.tasks import LIVER_CLASSES, LIVER_PREPROCESS
 
 EXPANSION = 4  # bottleneck output channels per plane
 
@@ -27,7 +28,7 @@ EXPANSION = 4  # bottleneck output channels per plane
 class ResNetCfg:
     layers: tuple[int, ...] = (3, 4, 23, 3)  # bottlenecks per stage
     planes: tuple[int, ...] = (64, 128, 256, 512)  # bottleneck widths; stage outputs are 4× these
-    stem: str = "conv7"  # "conv7": one 7×7 stride-2 conv; "css": three 3×3 convs (seed 000's CSS)
+    stem: str = "conv7"  # "conv7": one 7×7 stride-2 conv; "css": three 3×3 convs (the DDC-ResNet paper's CSS)
     stem_width: int = 64
     se_reduction: int | None = None  # squeeze-and-excitation in every bottleneck when set
     drop_rate: float = 0.0  # dropout before the classifier
@@ -37,10 +38,10 @@ class ResNetCfg:
 def make_stem(kind: str, in_chans: int, width: int) -> nn.Sequential:
     """Stride-4 stem: a conv stage then 3×3/2 max-pool.
 
-    ``css`` (the convolution substitution of seed 000, Table 1) replaces the 7×7 conv by three 3×3 convs
-    (stride 2, 1, 1; widths w/2, w/2, w) with BN and ReLU after each. Table 1 lists the ReLU only after the
-    third; without the inner ones three linear 3×3 convs would collapse into one 7×7 linear map and the
-    substitution would add parameters without adding depth.
+    ``css`` (the convolution substitution of the DDC-ResNet paper, Table 1) replaces the 7×7 conv by three
+    3×3 convs (stride 2, 1, 1; widths w/2, w/2, w) with BN and ReLU after each. Table 1 lists the ReLU only
+    after the third; without the inner ones three linear 3×3 convs would collapse into one 7×7 linear map
+    and the substitution would add parameters without adding depth.
     """
     if kind == "conv7":
         convs = [nn.Conv2d(in_chans, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
@@ -125,13 +126,13 @@ def _build(cfg: ResNetCfg, num_classes: int, in_chans: int) -> ResNet:
 _LIVER = {"class_names": LIVER_CLASSES, "preprocess": LIVER_PREPROCESS}
 
 
-@variant("resnet", _build, ResNetCfg(), paper="seed 000 Table 4 (classical network)", **_LIVER)
+@variant("resnet", _build, ResNetCfg(), paper="DDC-ResNet paper, Table 4 (classical network)", **_LIVER)
 def resnet101():
     """ResNet-101 (He et al., 2016)"""
     return {}
 
 
-@variant("resnet", _build, ResNetCfg(), paper="seed 000 Table 3 (baseline)", paper_params_m=49.23, **_LIVER)
+@variant("resnet", _build, ResNetCfg(), paper="DDC-ResNet paper, Table 3 (baseline)", paper_params_m=49.23, **_LIVER)
 def se_resnet101():
     """SE-ResNet-101 (Hu et al.), reduction 16: the ablation baseline"""
     return {"se_reduction": 16}

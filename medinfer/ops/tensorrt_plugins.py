@@ -1,5 +1,8 @@
 """TensorRT plugins for the ``medinfer::DilatedBranches`` and ``medinfer::OctaveConv`` ONNX nodes.
 
+What both plugins share lives here; each op's own half (outputs, shapes, the kernel launch) is its
+``TensorRTPlugin`` class, beside the op (:mod:`medinfer.ops.dilated`, :mod:`medinfer.ops.octave`).
+
 Python ``IPluginV3`` plugins (``IPluginV3OneCore`` / ``IPluginV3OneBuild`` / ``IPluginV3OneRuntime``, one
 ``IPluginCreatorV3One`` each) whose ``enqueue`` launches the CUDA kernels of ``medinfer._C`` on TensorRT's
 raw device pointers and stream — no PyTorch at run time. TensorRT's ONNX parser maps a node to the plugin
@@ -21,8 +24,7 @@ backend's, tested against the references on a GPU by ``pytest -m gpu``.
 from __future__ import annotations
 
 import threading
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -54,36 +56,17 @@ def register_plugins() -> None:
     reason = unavailable_reason()
     if reason is not None:
         raise BackendUnavailable(f"medinfer's TensorRT plugins cannot be registered: {reason}")
+    from medinfer.ops import dilated, octave  # their op-specific halves (importing them imports PyTorch)
+
     with _LOCK:
         if _CREATORS:
             return
         registry = trt.get_plugin_registry()
-        for creator in (_Creator(_DilatedBranchesPlugin), _Creator(_OctaveConvPlugin)):
+        for creator in (_Creator(_plugin(dilated.TensorRTPlugin)), _Creator(_plugin(octave.TensorRTPlugin))):
             if registry.get_creator(creator.name, PLUGIN_VERSION, PLUGIN_NAMESPACE) is None and \
                     not registry.register_creator(creator, PLUGIN_NAMESPACE):
                 raise BackendUnavailable(f"TensorRT refused to register the {creator.name} plugin creator")
             _CREATORS.append(creator)
-
-
-def _kernels() -> ModuleType:
-    """``medinfer._C`` (present: :func:`register_plugins` checked before any plugin existed)."""
-    native = _ext.native()
-    if native is None:
-        raise BackendUnavailable(_ext.unavailable_reason() or "medinfer._C is not available")
-    return native
-
-
-def _contiguous(dims) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
-    """Shape and row-major strides of a LINEAR TensorRT tensor, as (0, shape, strides) without its pointer."""
-    shape = tuple(int(dims[i]) for i in range(len(dims)))
-    strides = tuple(int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(len(shape)))
-    return 0, shape, strides
-
-
-def _at(ptr: int, dims) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
-    """How a LINEAR tensor at ``ptr`` crosses into ``medinfer._C``: (ptr, shape, strides)."""
-    _, shape, strides = _contiguous(dims)
-    return ptr, shape, strides
 
 
 if TYPE_CHECKING or (trt is not None and hasattr(trt, "IPluginV3")):
@@ -99,25 +82,21 @@ if TYPE_CHECKING or (trt is not None and hasattr(trt, "IPluginV3")):
     class _Plugin(trt.IPluginV3, trt.IPluginV3OneCore, trt.IPluginV3OneBuild, trt.IPluginV3OneRuntime):
         """What both plugins share: integer fields, LINEAR fp32/fp16/bf16 I/O of one type, no workspace."""
 
-        NAME = ""
-        FIELDS: tuple[str, ...] = ()  # integer (list) fields, the node's attributes
+        SPEC: ClassVar[Any]  # the op's TensorRTPlugin: NAME, FIELDS (the node's attributes), outputs, enqueue
 
         def __init__(self, fields: dict[str, list[int]]):
             trt.IPluginV3.__init__(self)
             trt.IPluginV3OneCore.__init__(self)
             trt.IPluginV3OneBuild.__init__(self)
             trt.IPluginV3OneRuntime.__init__(self)
-            missing = [f for f in self.FIELDS if f not in fields]
+            missing = [f for f in self.SPEC.FIELDS if f not in fields]
             if missing:
-                raise ValueError(f"{self.NAME} plugin: missing fields {missing}")
-            self.fields = {f: [int(v) for v in fields[f]] for f in self.FIELDS}
-            self.plugin_name = self.NAME
+                raise ValueError(f"{self.SPEC.NAME} plugin: missing fields {missing}")
+            self.fields = {f: [int(v) for v in fields[f]] for f in self.SPEC.FIELDS}
+            self.plugin_name = self.SPEC.NAME
             self.plugin_version = PLUGIN_VERSION
             self.plugin_namespace = PLUGIN_NAMESPACE
-            self.num_outputs = self.output_count()
-
-        def output_count(self) -> int:
-            raise TypeError(f"{type(self).__name__} does not define its outputs")
+            self.num_outputs = self.SPEC.output_count(self.fields)
 
         def get_capability_interface(self, type: trt.PluginCapabilityType) -> Any:
             return self
@@ -157,93 +136,18 @@ if TYPE_CHECKING or (trt is not None and hasattr(trt, "IPluginV3")):
         def attach_to_context(self, resource_context: Any) -> _Plugin:
             return self.clone()
 
-    class _DilatedBranchesPlugin(_Plugin):
-        """``medinfer::DilatedBranches``: inputs X, W_k…, B_k… [, P, PB, R]; fields dilations, epilogue, keep."""
-
-        NAME = "DilatedBranches"
-        FIELDS = ("dilations", "epilogue", "keep")
-
-        def output_count(self) -> int:
-            if self.fields["epilogue"][0]:
-                return 1 + sum(1 for k in self.fields["keep"] if k)
-            return len(self.fields["dilations"])
-
         def get_output_shapes(self, inputs: list[trt.DimsExprs], shape_inputs: list[trt.DimsExprs],
                               expr_builder: trt.IExprBuilder) -> list[trt.DimsExprs]:
-            x, b = inputs[0], len(self.fields["dilations"])
-            branch = trt.DimsExprs([x[0], inputs[1][0], x[2], x[3]])
-            if not self.fields["epilogue"][0]:
-                return [branch] * b
-            out = trt.DimsExprs([x[0], inputs[1 + 2 * b][0], x[2], x[3]])
-            return [out] + [branch for k in self.fields["keep"] if k]
+            return self.SPEC.output_shapes(self.fields, inputs, expr_builder)
 
         def enqueue(self, input_desc: list[trt.PluginTensorDesc], output_desc: list[trt.PluginTensorDesc],
                     inputs: list[int], outputs: list[int], workspace: int, stream: int) -> None:
-            b = len(self.fields["dilations"])
-            x_dims, w_dims = input_desc[0].dims, input_desc[1].dims
-            absent = _contiguous([x_dims[0], w_dims[0], x_dims[2], x_dims[3]])
-            pw = pb = 0
-            residual = out = None
-            if self.fields["epilogue"][0]:
-                pw, pb = inputs[1 + 2 * b], inputs[2 + 2 * b]
-                residual = _at(inputs[3 + 2 * b], input_desc[3 + 2 * b].dims)
-                out = _at(outputs[0], output_desc[0].dims)
-                kept = iter(range(1, len(outputs)))
-                ys = [_at(outputs[i], output_desc[i].dims) if k else absent
-                      for k, i in ((k, next(kept) if k else -1) for k in self.fields["keep"])]
-            else:
-                ys = [_at(outputs[i], output_desc[i].dims) for i in range(b)]
-            _kernels().cuda_dilated_branches(
-                _DTYPE_NAMES[input_desc[0].type], _at(inputs[0], x_dims), list(inputs[1:1 + b]), False,
-                list(inputs[1 + b:1 + 2 * b]), self.fields["dilations"], ys, pw, pb, residual, out, stream)
+            self.SPEC.enqueue(_ext.require(), self.fields, input_desc, output_desc, list(inputs), list(outputs),
+                              _DTYPE_NAMES[input_desc[0].type], stream)
 
-    class _OctaveConvPlugin(_Plugin):
-        """``medinfer::OctaveConv``: inputs X_h [, X_l], W_hh [, W_hl] [, W_lh] [, W_ll]; fields stride,
-        high_to_low, low_to_high, low_to_low."""
-
-        NAME = "OctaveConv"
-        FIELDS = ("stride", "high_to_low", "low_to_high", "low_to_low")
-
-        def output_count(self) -> int:
-            return 2 if self.fields["high_to_low"][0] else 1
-
-        def _layout(self) -> dict[str, int]:
-            """Input index of each present tensor, in the node's order."""
-            f = {k: v[0] for k, v in self.fields.items()}
-            present = [("x_h", 1), ("x_l", f["low_to_high"] or f["low_to_low"]), ("w_hh", 1),
-                       ("w_hl", f["high_to_low"]), ("w_lh", f["low_to_high"]), ("w_ll", f["low_to_low"])]
-            names = [name for name, on in present if on]
-            return {name: i for i, name in enumerate(names)}
-
-        def get_output_shapes(self, inputs: list[trt.DimsExprs], shape_inputs: list[trt.DimsExprs],
-                              expr_builder: trt.IExprBuilder) -> list[trt.DimsExprs]:
-            at = self._layout()
-            x = inputs[at["x_h"]]
-
-            def half(e: trt.IDimensionExpr) -> trt.IDimensionExpr:
-                return expr_builder.operation(trt.DimensionOperation.CEIL_DIV, e, expr_builder.constant(2))
-
-            h, w = (half(x[2]), half(x[3])) if self.fields["stride"][0] == 2 else (x[2], x[3])
-            shapes = [trt.DimsExprs([x[0], inputs[at["w_hh"]][0], h, w])]
-            if "w_hl" in at:
-                shapes.append(trt.DimsExprs([x[0], inputs[at["w_hl"]][0], half(h), half(w)]))
-            return shapes
-
-        def enqueue(self, input_desc: list[trt.PluginTensorDesc], output_desc: list[trt.PluginTensorDesc],
-                    inputs: list[int], outputs: list[int], workspace: int, stream: int) -> None:
-            at = self._layout()
-
-            def tensor(name: str):
-                return _at(inputs[at[name]], input_desc[at[name]].dims) if name in at else None
-
-            def ptr(name: str) -> int:
-                return inputs[at[name]] if name in at else 0
-
-            y_l = _at(outputs[1], output_desc[1].dims) if len(outputs) > 1 else None
-            _kernels().cuda_octave_conv(
-                _DTYPE_NAMES[input_desc[0].type], tensor("x_h"), tensor("x_l"), ptr("w_hh"), ptr("w_hl"),
-                ptr("w_lh"), ptr("w_ll"), False, int(input_desc[at["w_hh"]].dims[3]), self.fields["stride"][0],
-                _at(outputs[0], output_desc[0].dims), y_l, stream)
+    def _plugin(spec: Any) -> type[_Plugin]:
+        """The IPluginV3 class of one op, from its ``TensorRTPlugin`` half."""
+        return type(f"_{spec.NAME}Plugin", (_Plugin,), {"SPEC": spec})
 
     class _Creator(trt.IPluginCreatorV3One):
         """Creates one plugin type from its fields (at parse time and when an engine is deserialised)."""
@@ -251,10 +155,10 @@ if TYPE_CHECKING or (trt is not None and hasattr(trt, "IPluginV3")):
         def __init__(self, plugin: type[_Plugin]):
             trt.IPluginCreatorV3One.__init__(self)
             self.plugin = plugin
-            self.name = plugin.NAME
+            self.name = plugin.SPEC.NAME
             self.plugin_version = PLUGIN_VERSION
             self.plugin_namespace = PLUGIN_NAMESPACE
-            self.field_names = _fields({name: [] for name in plugin.FIELDS})
+            self.field_names = _fields({name: [] for name in plugin.SPEC.FIELDS})
 
         def create_plugin(self, name: str, field_collection: trt.PluginFieldCollection_,
                           phase: trt.TensorRTPhase) -> trt.IPluginV3:

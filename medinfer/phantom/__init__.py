@@ -10,19 +10,25 @@ Both are simulations: results on them say nothing about clinical accuracy.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
 
-def make_liver_roi(*args, **kwargs):
-    """See :func:`medinfer.phantom.liver.make_liver_roi`."""
-    from medinfer.phantom.liver import make_liver_roi as make
+if TYPE_CHECKING:
+    from medinfer.phantom.covid import make_covid_series
+    from medinfer.phantom.liver import make_liver_roi
 
-    return make(*args, **kwargs)
+# Imported on first access: the generators load numpy, pydicom and the image readers.
+_ATTRIBUTES = {"make_liver_roi": "medinfer.phantom.liver", "make_covid_series": "medinfer.phantom.covid"}
 
 
-def make_covid_series(*args, **kwargs):
-    """See :func:`medinfer.phantom.covid.make_covid_series`."""
-    from medinfer.phantom.covid import make_covid_series as make
+def __getattr__(name: str):
+    if name in _ATTRIBUTES:
+        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+    raise AttributeError(f"module 'medinfer.phantom' has no attribute {name!r}")
 
-    return make(*args, **kwargs)
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_ATTRIBUTES])
 
 
 __all__ = ["make_covid_series", "make_liver_roi"]

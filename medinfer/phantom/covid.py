@@ -21,9 +21,9 @@ morphologically to take in vessels. Two to eight patches are centred in the peri
 +500 HU and confined to the lung mask. Lung at −850 HU becomes −650..−350 HU: ground glass, through
 which vessels stay visible.
 
-**Why JPG folders.** The series are written in seed 003's own data format, MIA-COV19D's layout
-``OUT/{train,val,test}/{covid,non-covid}/ct_scan_<k>/<i>.jpg``: 8-bit slices in the lung window of
-:data:`medinfer.models.CHEST_PREPROCESS` (−1350..150 HU), quality 95, numbered in anatomical order, so
+**Why JPG folders.** The series are written in the Res-Dense Net paper's own data format, MIA-COV19D's
+layout ``OUT/{train,val,test}/{covid,non-covid}/ct_scan_<k>/<i>.jpg``: 8-bit slices in the lung window of
+:data:`medinfer.tasks.CHEST_PREPROCESS` (−1350..150 HU), quality 95, numbered in anatomical order, so
 the set exercises exactly the path a user with MIA-COV19D takes (display values spread back over the
 window, ``v / 127.5 − 1``). A ``test`` split is added to MIA-COV19D's train/val so that checkpoint
 selection (on ``val``) and evaluation (on ``test``) use different series. Series are split 60/20/20,
@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 
 from medinfer.errors import InputError
-from medinfer.models.registry import CHEST_PREPROCESS, COVID_CLASSES
 from medinfer.phantom.imaging import correlated_noise, dilate, erode, gaussian_filter, label_components
 from medinfer.phantom.source import describe_source, load_source, rounded, write_jpg
+from medinfer.tasks import CHEST_PREPROCESS, COVID_CLASSES
 
 COARSE = 4  # lung segmentation grid: 512 → 128
 AIR_HU = -400.0

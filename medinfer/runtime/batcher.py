@@ -5,7 +5,7 @@ of ``batch_size`` rows, so a batch may hold the end of one series and the start 
 batch is zero-padded and says how many rows are real (``count``). ``Batch.series_index`` and
 ``slice_index`` say where each row came from; :meth:`BatchRun.record` takes the engine's scores for a
 batch and :meth:`BatchRun.results` folds them into one result per series (mean of the slice probabilities
-as in seed 003, or max, or the mean of the top k).
+as in the Res-Dense Net paper, or max, or the mean of the top k).
 
 Two backends produce the same batches: ``"native"`` (``medinfer._C.BatchRun``: C++ on the thread pool, the
 GIL released) and ``"numpy"`` (:meth:`medinfer.preprocess.Preprocess.apply`, the reference). Both prepare
@@ -224,7 +224,7 @@ class BatchRun:
     def results(self, aggregate: str = "mean", k: int | None = None) -> list[SeriesScores]:
         """One :class:`SeriesScores` per input series, in input order.
 
-        ``"mean"`` averages each class's score over the slices (seed 003), ``"max"`` takes the largest,
+        ``"mean"`` averages each class's score over the slices (the Res-Dense Net paper's), ``"max"`` takes the largest,
         ``"topk"`` the mean of the ``k`` largest (all slices when a series has fewer). ``max`` and ``topk``
         work per class, so their scores need not sum to one.
         """

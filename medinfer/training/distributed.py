@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Dist:
     rank: int = 0
     world: int = 1
@@ -49,7 +49,7 @@ def setup(device: str | None) -> tuple[Dist, str]:
     cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if world <= 1:
         return Dist(), device or ("cuda" if cuda else "cpu")
-    dist = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    dist = Dist(rank=int(os.environ["RANK"]), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if cuda else "gloo")
     if cuda:

@@ -1,4 +1,5 @@
-"""Training losses: cross-entropy, and seed 000's Dice loss (eq. 9) for classification."""
+"""Training losses: cross-entropy, and the DDC-ResNet paper's Dice loss (shared/seeds/000, eq. 9) for
+classification."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ LOSSES = ("ce", "dice")
 
 
 class DiceLoss(nn.Module):
-    """Seed 000, eq. 9: ``1 - 2 Σ p·g / (Σ p² + Σ g²)``.
+    """The DDC-ResNet paper's eq. 9: ``1 - 2 Σ p·g / (Σ p² + Σ g²)``.
 
     For classification the sums run over every (sample, class) pair of the batch: ``p`` is the softmax
     probability of the class, ``g`` its one-hot target. One Dice coefficient for the whole batch (not one

@@ -1,8 +1,8 @@
 """Small labelled data sets written on the fly: learnable, and fast to train tiny models on.
 
-ROIs (seed 000's layout, ``.npy`` HU): liver-like tissue (60 HU ± noise) with a class-specific disc — MET
-dark, HEM bright, HCC bright ring, healthy none. Series (MIA-COV19D's layout, 8-bit JPG): noise slices,
-``covid`` ones with a bright patch.
+ROIs (the DDC-ResNet paper's layout, ``.npy`` HU): liver-like tissue (60 HU ± noise) with a class-specific
+disc — MET dark, HEM bright, HCC bright ring, healthy none. Series (MIA-COV19D's layout, 8-bit JPG): noise
+slices, ``covid`` ones with a bright patch.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medinfer.models import COVID_CLASSES, LIVER_CLASSES
+from medinfer.tasks import COVID_CLASSES, LIVER_CLASSES
 
 
 def roi_image(rng: np.random.Generator, label: str, size: int = 32) -> np.ndarray:

@@ -1,0 +1,32 @@
+"""Optional extras: which ``pip install 'medinfer[...]'`` brings a module that is missing.
+
+``pip install medinfer`` is the inference runtime (ONNX Runtime, DICOM, the C++ batcher). Training, export,
+evaluation plots and the PyTorch engine come with ``[train]``; the Triton kernels with ``[gpu]``; TensorRT
+with ``[tensorrt]``.
+"""
+
+from __future__ import annotations
+
+from medinfer.errors import MedinferError
+
+# Top-level module -> (extra, what it brings).
+PROVIDERS: dict[str, tuple[str, str]] = {
+    "torch": ("train", "PyTorch (training, export, the torch engine)"),
+    "matplotlib": ("train", "matplotlib (plots)"),
+    "onnxscript": ("train", "onnxscript (export of the fused ops as plugin nodes)"),
+    "triton": ("gpu", "Triton (the fused GPU kernels)"),
+    "tensorrt": ("tensorrt", "TensorRT"),
+}
+
+
+class MissingExtra(MedinferError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+def missing_extra(exc: ImportError) -> MissingExtra | None:
+    """The :class:`MissingExtra` an import failure amounts to, or ``None`` when no extra provides the module."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if name not in PROVIDERS:
+        return None
+    extra, what = PROVIDERS[name]
+    return MissingExtra(f"this needs {what}, which is not installed: pip install 'medinfer[{extra}]'")
