@@ -6,14 +6,14 @@ first used, and ``medinfer info`` says which are missing and why. Subpackages lo
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from medinfer._lazy import lazy
 from medinfer._version import __version__
 
 _SUBMODULES = ("backends", "checkpoint", "data", "engine", "errors", "evaluation", "export", "extras", "hu", "info",
-               "io", "kernels", "models", "onnx_file", "ops", "phantom", "preprocess", "resize", "runtime", "samples",
-               "tasks", "training")
+               "integrity", "io", "kernels", "models", "onnx_file", "ops", "phantom", "preprocess", "resize",
+               "runtime", "samples", "tasks", "training")
 # Names re-exported at the top level, loaded with their module on first access.
 _ATTRIBUTES = {
     "load_series": "medinfer.io",
@@ -29,6 +29,7 @@ _ATTRIBUTES = {
     "save_checkpoint": "medinfer.checkpoint",
     "train": "medinfer.training",
     "evaluate": "medinfer.evaluation",
+    "sign": "medinfer.integrity",
 }
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         extras,
         hu,
         info,
+        integrity,
         io,
         kernels,
         models,
@@ -60,22 +62,13 @@ if TYPE_CHECKING:
     from medinfer.engine import Engine, SeriesPrediction, build_engine  # noqa: F401
     from medinfer.evaluation import evaluate  # noqa: F401
     from medinfer.export import export_onnx  # noqa: F401
+    from medinfer.integrity import sign  # noqa: F401
     from medinfer.io import Series, load_series, load_study  # noqa: F401
     from medinfer.preprocess import Preprocess  # noqa: F401
     from medinfer.runtime import SeriesBatcher  # noqa: F401
     from medinfer.training import train  # noqa: F401
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"medinfer.{name}")
-    if name in _ATTRIBUTES:
-        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
-    raise AttributeError(f"module 'medinfer' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_SUBMODULES, *_ATTRIBUTES])
-
+__getattr__, __dir__ = lazy(__name__, globals(), _ATTRIBUTES, _SUBMODULES)
 
 __all__ = ["__version__", *_SUBMODULES, *_ATTRIBUTES]

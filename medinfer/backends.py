@@ -137,7 +137,8 @@ def _probe_tensorrt(device: str) -> str | None:
     if isinstance(trt, str) or not hasattr(trt, "Builder"):
         # `tensorrt-stubs` alone leaves an importable namespace package with no runtime in it.
         detail = trt if isinstance(trt, str) else "only type stubs are installed"
-        return f"TensorRT is not installed ({detail}); pip install 'medinfer[tensorrt]'"
+        return (f"TensorRT is not installed ({detail}); on a machine with an NVIDIA GPU: "
+                "pip install 'medinfer[tensorrt]' (NVIDIA's tensorrt wheels)")
     return _torch_cuda_reason()
 
 

@@ -3,7 +3,9 @@
 ``run/model.safetensors`` + ``run/model.json``. The JSON holds the :class:`~medinfer.metadata.ModelMetadata`
 (model creation record, class names, preprocessing, weights SHA-256, medinfer version) and whatever the
 writer adds under ``"training"`` (recipe, metric history). Nothing is unpickled: loading parses JSON,
-checks the weights' hash, rebuilds the model from the registry and reads the tensors with safetensors.
+checks the digest over the whole config (and, with an engine key configured, its signature: see
+:mod:`medinfer.integrity`), checks the weights' hash, rebuilds the model from the registry and reads the
+tensors with safetensors, after checking that every tensor has the shape the model needs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medinfer import integrity
 from medinfer.errors import EngineError, InputError
 from medinfer.metadata import ModelMetadata, atomic_write, read_json_record, serialize_weights, sha256_bytes
 from medinfer.preprocess import Preprocess
@@ -48,7 +51,34 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, class_names=None, pre
                                    weights_sha256=sha256_bytes(data))
     doc = {"format": CHECKPOINT_FORMAT, **meta.to_dict(), "weights": weights.name, "training": training or {}}
     atomic_write(weights, data)
+    _write_config(config, doc)
+    return config
+
+
+_UNSIGNED = ("digest", "signature")  # what the digest does not cover: itself and its signature
+_FIX = "save the checkpoint again (medinfer.save_checkpoint, or re-run training)"
+
+
+def _config_digest(doc: dict) -> str:
+    return integrity.digest({k: v for k, v in doc.items() if k not in _UNSIGNED})
+
+
+def _write_config(config: Path, doc: dict, signature: str | None = None) -> None:
+    doc = {k: v for k, v in doc.items() if k not in _UNSIGNED}
+    doc["digest"] = _config_digest(doc)
+    if signature is not None:
+        doc["signature"] = signature
     atomic_write(config, (json.dumps(doc, indent=2) + "\n").encode())
+
+
+def sign_checkpoint(path: str | Path, key: bytes, *, rehash: bool = False) -> Path:
+    """Sign a checkpoint's config in place (see :func:`medinfer.integrity.sign`); returns the config path."""
+    config = find_config(path)
+    doc = read_json_record(config, CHECKPOINT_FORMAT, "checkpoint config")
+    if not rehash:
+        integrity.check_digest(config, doc.get("digest"), _config_digest(doc), what="checkpoint config", fix=_FIX)
+    _check_weights(config, doc, ModelMetadata.from_dict(doc, config))
+    _write_config(config, doc, integrity.signature(_config_digest(doc), key))
     return config
 
 
@@ -90,6 +120,36 @@ def is_checkpoint(path: str | Path) -> bool:
         _is_checkpoint_config(p) for p in path.glob("*.json")))
 
 
+def _check_weights(config: Path, doc: dict, meta: ModelMetadata) -> tuple[Path, bytes]:
+    """The weights file named by the config and its bytes, once they hash to the recorded SHA-256."""
+    name = doc.get("weights")
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise EngineError(f"{config}: field weights must name a file beside the config, got {name!r}")
+    weights = config.parent / name
+    if not weights.is_file():
+        raise EngineError(f"{config}: its weights file {weights.name!r} is missing")
+    data = weights.read_bytes()
+    if sha256_bytes(data) != meta.weights_sha256:
+        raise EngineError(f"{weights}: SHA-256 differs from the one recorded in {config.name}: the weights are "
+                          "damaged or were replaced; restore them or save the checkpoint again")
+    return weights, data
+
+
+def _check_tensors(weights: Path, state: dict, expected: dict, model: str) -> None:
+    """Every tensor the model needs is present with its shape and dtype kind, and nothing else is."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise EngineError(f"{weights}: weights do not fit model {model!r}: missing {missing[:5]}, unexpected "
+                          f"{unexpected[:5]}")
+    wrong = [f"{k} is {tuple(state[k].shape)}, the model needs {tuple(v.shape)}"
+             for k, v in expected.items() if state[k].shape != v.shape]
+    wrong += [f"{k} is {state[k].dtype}, the model needs {v.dtype}" for k, v in expected.items()
+              if state[k].shape == v.shape and state[k].dtype.is_floating_point != v.dtype.is_floating_point]
+    if wrong:
+        raise EngineError(f"{weights}: {len(wrong)} tensor(s) do not fit model {model!r}: " + "; ".join(wrong[:5]))
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the model of a checkpoint and load its weights, after checking format, version and hash."""
     from safetensors import SafetensorError
@@ -99,26 +159,22 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
     config = find_config(path)
     doc = read_json_record(config, CHECKPOINT_FORMAT, "checkpoint config")
+    computed = _config_digest(doc)
+    integrity.check_digest(config, doc.get("digest"), computed, what="checkpoint config", fix=_FIX)
+    integrity.check_signature(config, computed, doc.get("signature"), what="checkpoint config")
     meta = ModelMetadata.from_dict(doc, config)
-    weights = config.parent / str(doc.get("weights", ""))
-    if not weights.is_file():
-        raise EngineError(f"{config}: its weights file {weights.name!r} is missing")
-    data = weights.read_bytes()
-    if sha256_bytes(data) != meta.weights_sha256:
-        raise EngineError(f"{weights}: SHA-256 differs from the one recorded in {config.name}: the weights are "
-                          "damaged or were replaced; restore them or save the checkpoint again")
+    weights, data = _check_weights(config, doc, meta)
     m = meta.model
     try:
         model = create(m["name"], m["num_classes"], m["in_chans"], **m["overrides"])
-    except (InputError, TypeError) as exc:
-        raise EngineError(f"{config}: cannot rebuild model {m['name']!r}: {exc}") from None
+    except Exception as exc:  # the registry's InputError, or whatever a builder raises on a bad config
+        raise EngineError(f"{config}: field model.overrides cannot rebuild model {m['name']!r}: "
+                          f"{type(exc).__name__}: {exc}") from None
     try:
         state = load(data)
     except SafetensorError as exc:
         raise EngineError(f"{weights}: not a readable safetensors file ({exc})") from None
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise EngineError(f"{weights}: weights do not fit model {m['name']!r}: missing {result.missing_keys[:5]}, "
-                          f"unexpected {result.unexpected_keys[:5]}")
+    _check_tensors(weights, state, model.state_dict(), m["name"])
+    model.load_state_dict(state)
     return Checkpoint(model=model.eval(), metadata=meta, config_path=config, weights_path=weights,
                       training=doc.get("training") or {})

@@ -34,9 +34,21 @@ class MultipleSeriesError(SeriesError):
     def __init__(self, where: str, series: list[dict]):
         listing = "\n".join(f"  {s['uid']}  {s['description'] or '(no description)'!r}  {s['slices']} slice(s)"
                             for s in series)
-        super().__init__(f"{where} holds {len(series)} series; pass series_uid= to pick one, or use "
-                         f"load_study() to load them all:\n{listing}")
+        super().__init__(f"{where} holds {len(series)} series; pass series_uid= (`medinfer predict --series-uid`) "
+                         f"to pick one, or use load_study() to load them all:\n{listing}")
         self.series = series
+
+
+class SeriesTooLargeError(SeriesError):
+    """A series (or all of a study's series together) would take more memory once decoded than the limit
+    allows: ``load_series(..., max_bytes=)``, the environment variable ``MEDINFER_MAX_SERIES_BYTES``, or by
+    default half of the memory available (:func:`medinfer.io.load.series_memory_limit`). Raised from the
+    headers, before pixels are decoded. ``estimate`` and ``limit`` are in bytes."""
+
+    def __init__(self, message: str, *, estimate: int, limit: float, skipped: list[tuple[str, str]] | None = None):
+        super().__init__(message, skipped=skipped)
+        self.estimate = estimate
+        self.limit = limit
 
 
 class EngineError(MedinferError, RuntimeError):

@@ -78,3 +78,109 @@ def to_hu(
     else:
         native.hu_convert(pixels, out, s, b, threads=threads or 0)
     return out
+
+
+# --- Plausibility: do these numbers look like CT Hounsfield units at all? ---------------------------------
+#
+# Body CT values lie in PLAUSIBLE_HU: air is -1000 (noise rarely reaches -1100), dense bone and iodine stay
+# below +3071 on 12-bit scanners and below +4000 otherwise. A pixel counts as implausible only when it is
+# *far* outside that range, in FAR_HU's complement:
+# * below -5000 HU: under every padding convention for pixels outside the reconstructed field of view
+#   (-1024, -2000, -2048, -3024 HU), including the ringing lossy JPEG 2000 adds around them (pydicom's
+#   693_J2KI.dcm, a real CQ500 slice, has padding smeared from -3024 down to -3995 HU);
+# * above +5000 HU: 1000 HU beyond the range, so bone, contrast and 12-bit metal are never counted.
+# Pixels equal to the slice's minimum are not counted when that minimum lies below -5000 HU (unless it is
+# the whole slice): untagged padding such as -32768 stored is one constant value, never noise. Padding
+# pixels the DICOM reader already replaced by air are plausible.
+# A slice is implausible when more than IMPLAUSIBLE_SHARE of its counted pixels are far out: metal in
+# extended-scale CT (up to ~+30000 HU) covers well under 5 % of a slice even for two hip prostheses in a
+# small field of view, while a decoding or rescale error (signed data read as unsigned, a slope ten times too
+# large) affects the air, fat and lung around and in the body, tens of percent. The one signature that
+# proves a header wrong -- integers that wrap around: unsigned values >= 2^(bits-1) that read as far-out HU
+# but as signed two's complement would be ordinary HU, or the reverse -- makes a slice implausible from
+# SIGNEDNESS_SHARE (0.1 %) of its pixels on (a handful of pixels at +64000 HU would otherwise be used).
+PLAUSIBLE_HU = (-1100.0, 4000.0)
+FAR_HU = (-5000.0, 5000.0)
+IMPLAUSIBLE_SHARE = 0.05
+SIGNEDNESS_SHARE = 0.001
+
+
+def _g(value: float) -> str:
+    return f"{value:.6g}" if abs(value) < 1e7 else f"{value:.3g}"
+
+
+def implausible_hu(pixels: npt.ArrayLike, slope: float = 1.0, intercept: float = 0.0, *,
+                   source: str = "dicom") -> str | None:
+    """Why one slice of stored ``pixels`` (any shape) does not hold plausible HU after ``pixels × slope +
+    intercept``, or None when it does. The reason (a sentence fragment) gives the share of pixels far outside
+    :data:`PLAUSIBLE_HU`, an example value, and, where the integers look wrapped around, the probable cause:
+    a PixelRepresentation (signed/unsigned) that does not match the data. ``source`` (``"dicom"``,
+    ``"array"`` or ``"image"``) words the probable cause for where the values came from."""
+    p = np.asarray(pixels)
+    if p.size == 0:
+        return None
+    lo, hi = FAR_HU
+    with np.errstate(all="ignore"):
+        extremes = np.array([p.min(), p.max()], np.float64) * slope + intercept
+    if np.all(np.isfinite(extremes)) and lo <= extremes.min() and extremes.max() <= hi:
+        return None  # the common case, decided from two numbers
+    with np.errstate(all="ignore"):
+        hu = p.astype(np.float64) * slope + intercept
+    finite = np.isfinite(hu)
+    counted = np.ones(hu.shape, bool)
+    if finite.any():
+        low = float(hu[finite].min())
+        if low < lo:
+            counted &= hu != low  # untagged padding: one constant value below the range
+    n = int(counted.sum())
+    if n == 0:  # one constant below -5000 HU and nothing else: no padding around an image, a wrong rescale
+        counted[...] = True
+        n = counted.size
+    far = counted & ~((hu >= lo) & (hu <= hi))
+    n_far = int(far.sum())
+    if n_far == 0:
+        return None
+    share = n_far / n
+    wrapped = _wrapped(p, far, slope, intercept, source)
+    if wrapped is None and share <= IMPLAUSIBLE_SHARE:
+        return None
+    values = hu[far]
+    example = float(values[np.argmax(np.abs(np.where(np.isfinite(values), values, np.inf)))]) \
+        if np.isfinite(values).any() else float(values[0])
+    where = (f"{share:.1%} of the pixels lie far outside {PLAUSIBLE_HU[0]:g}…{PLAUSIBLE_HU[1]:g} HU "
+             f"(below {lo:g} or above {hi:g} HU; e.g. {_g(example)} HU)")
+    if wrapped is not None:
+        return f"implausible HU: {where}; {wrapped}"
+    cause = {"dicom": "a wrong RescaleSlope/RescaleIntercept or corrupt pixel data",
+             "array": "not Hounsfield units (raw stored values, or values scaled for display?)",
+             "image": "the image does not hold what its bit depth says"}.get(source, "not Hounsfield units")
+    return f"implausible HU: {where}: {cause}"
+
+
+def _wrapped(p: np.ndarray, far: np.ndarray, slope: float, intercept: float, source: str) -> str | None:
+    """The probable cause when the far-out pixels are integers that read as ordinary HU with the other sign
+    convention (and there are at least SIGNEDNESS_SHARE of them), else None."""
+    if p.dtype.kind not in "iu" or p.dtype.itemsize < 2:
+        return None  # 8-bit values cannot wrap out of the range
+    bits = p.dtype.itemsize * 8
+    lo, hi = FAR_HU
+    stored = p[far].astype(np.float64)
+    if p.dtype.kind == "u":
+        candidates = stored >= 2.0 ** (bits - 1)
+        other = stored - 2.0**bits
+    else:
+        candidates = stored < 0
+        other = stored + 2.0**bits
+    with np.errstate(all="ignore"):
+        other_hu = other * slope + intercept
+    hits = candidates & (other_hu >= lo) & (other_hu <= hi)
+    if hits.sum() < max(1, SIGNEDNESS_SHARE * p.size) or hits.sum() < 0.5 * stored.size:
+        return None
+    k = int(np.argmax(hits))
+    value, alt, alt_hu = stored[k], other[k], other_hu[k]
+    says = "PixelRepresentation says" if source == "dicom" else f"the {p.dtype} {source} is"
+    if p.dtype.kind == "u":
+        return (f"probable cause: {says} unsigned but the values look like signed two's "
+                f"complement: {value:.0f} ≈ {alt:.0f} as int{bits} ({_g(alt_hu)} HU)")
+    return (f"probable cause: {says} signed but the values look unsigned: "
+            f"{value:.0f} ≈ {alt:.0f} as uint{bits} ({_g(alt_hu)} HU)")

@@ -51,6 +51,16 @@ class ModelMetadata:
         missing = {"name", "num_classes", "in_chans", "overrides"} - set(self.model)
         if missing:
             raise InputError(f"model record lacks {', '.join(sorted(missing))}")
+        if not isinstance(self.model["name"], str):
+            raise InputError(f"model.name must be a string, got {self.model['name']!r}")
+        for name in ("num_classes", "in_chans"):
+            value = self.model[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"model.{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.model["overrides"], dict):
+            raise InputError(f"model.overrides must be an object, got {self.model['overrides']!r}")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise InputError(f"class_names repeats a name: {list(self.class_names)}")
         if len(self.class_names) != self.model["num_classes"]:
             raise InputError(f"{len(self.class_names)} class names for a model with "
                              f"{self.model['num_classes']} outputs: {list(self.class_names)}")
@@ -166,12 +176,28 @@ def read_json_record(path: Path, fmt: str, what: str) -> dict:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` beside ``path`` and rename it into place, so a crash never leaves a half-written
-    checkpoint, export or plan behind."""
+    checkpoint, export or plan behind. The file gets the permissions a plain ``open(path, "w")`` would
+    (0666 less the umask), not ``mkstemp``'s 0600: other service accounts may need to read engines."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux reports it in /proc; elsewhere it is set and
+    restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

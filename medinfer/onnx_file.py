@@ -3,8 +3,9 @@ that read it (ONNX Runtime, TensorRT's builder), kept free of PyTorch so that in
 
 The graph takes ``input`` — a float32 ``(batch, C, H, W)`` batch made by the model's
 :class:`~medinfer.preprocess.Preprocess` — and returns ``probabilities``. ``metadata_props`` carry the
-:class:`~medinfer.metadata.ModelMetadata`, the SHA-256 of the graph and a record of the export's parity
-check. :func:`read_export` checks all of that before an engine uses the file.
+:class:`~medinfer.metadata.ModelMetadata`, the SHA-256 of the graph, a record of the export's parity check,
+the digest over all of them (:mod:`medinfer.integrity`) and, once signed, its signature.
+:func:`read_export` checks all of that before an engine uses the file.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from pathlib import Path
 
 import onnx
 
+from medinfer import integrity
 from medinfer.errors import EngineError
-from medinfer.metadata import ModelMetadata, sha256_bytes
+from medinfer.metadata import ModelMetadata, atomic_write, sha256_bytes
 
 INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
 GRAPH_SHA_KEY = "medinfer.graph_sha256"
 CHECK_KEY = "medinfer.export_check"
+DIGEST_KEY, SIGNATURE_KEY = "medinfer.digest", "medinfer.signature"
+_FIX = "re-export it with `medinfer export` (or pass verify=False if you changed it on purpose)"
 #: Domain of the custom nodes medinfer's TensorRT plugins run (``medinfer.ops.onnx`` writes them).
 PLUGIN_DOMAIN = "medinfer"
 
@@ -33,9 +37,26 @@ def plugin_ops(proto: onnx.ModelProto) -> list[str]:
     return sorted({n.op_type for n in proto.graph.node if n.domain == PLUGIN_DOMAIN})
 
 
-def read_export(path: str | Path, *, verify: bool = True) -> tuple[bytes, onnx.ModelProto, ModelMetadata]:
-    """Read a medinfer ONNX export: its bytes, graph and metadata, after checking that it parses, carries
-    medinfer metadata and (``verify``) that its graph still hashes to the value recorded at export."""
+def export_digest(proto: onnx.ModelProto) -> str:
+    """The digest over everything an engine reads from the file: the graph's actual hash and every
+    ``medinfer.*`` metadata entry (but the digest and signature themselves)."""
+    props = {p.key: p.value for p in proto.metadata_props
+             if p.key.startswith("medinfer.") and p.key not in (DIGEST_KEY, SIGNATURE_KEY)}
+    return integrity.digest({"graph_sha256": graph_sha256(proto), "metadata_props": props})
+
+
+def set_props(proto: onnx.ModelProto, props: dict[str, str]) -> None:
+    """Set (add or replace) metadata entries, keeping the others."""
+    merged = {p.key: p.value for p in proto.metadata_props} | props
+    onnx.helper.set_model_props(proto, merged)
+
+
+def read_export(path: str | Path, *, verify: bool = True,
+                authenticate: bool = True) -> tuple[bytes, onnx.ModelProto, ModelMetadata]:
+    """Read a medinfer ONNX export: its bytes, graph and metadata, after checking that it parses and carries
+    medinfer metadata, that (``verify``) its graph and metadata still match the digest recorded at export,
+    that (``authenticate``, with an engine key configured) it is signed with that key, and that the graph's
+    input and output agree with its metadata. (Only signing passes ``authenticate=False``.)"""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -49,13 +70,45 @@ def read_export(path: str | Path, *, verify: bool = True) -> tuple[bytes, onnx.M
         raise EngineError(f"{path}: not a valid ONNX file (no graph; truncated, damaged or another format)")
     props = {p.key: p.value for p in proto.metadata_props}
     meta = ModelMetadata.from_props(props, path)
+    computed = export_digest(proto)
     if verify:
-        recorded = props.get(GRAPH_SHA_KEY)
-        if recorded != graph_sha256(proto):
+        if props.get(GRAPH_SHA_KEY) != graph_sha256(proto):
             raise EngineError(f"{path}: the graph's SHA-256 does not match the one recorded at export: the file was "
-                              "damaged or edited after export; re-export it with `medinfer export` (or pass "
-                              "verify=False if you changed it on purpose)")
+                              f"damaged or edited after export; {_FIX}")
+        integrity.check_digest(path, props.get(DIGEST_KEY), computed, what="ONNX export", fix=_FIX)
+    if authenticate:  # a file changed on purpose (verify=False) still has to be signed where a key demands it
+        integrity.check_signature(path, computed, props.get(SIGNATURE_KEY), what="ONNX export")
+    check_interface(path, proto, meta)
+    return data, proto, meta
+
+
+def check_interface(path: Path, proto: onnx.ModelProto, meta: ModelMetadata) -> None:
+    """The graph takes ``(batch, C, H, W)`` and returns ``(batch, K)`` as its metadata says (fixed sizes are
+    compared; symbolic ones, such as the dynamic batch, are accepted)."""
     names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
     if names != ([INPUT_NAME], [OUTPUT_NAME]):
         raise EngineError(f"{path}: expected one input {INPUT_NAME!r} and one output {OUTPUT_NAME!r}, got {names}")
-    return data, proto, meta
+    expected = {INPUT_NAME: (None, *meta.input_shape), OUTPUT_NAME: (None, len(meta.class_names))}
+    fields = {INPUT_NAME: "preprocess (channels, size)", OUTPUT_NAME: "class_names"}
+    for value in (*proto.graph.input, *proto.graph.output):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+        want = expected[value.name]
+        if len(dims) != len(want) or any(d is not None and w is not None and d != w
+                                         for d, w in zip(dims, want, strict=True)):
+            raise EngineError(f"{path}: the graph's {value.name!r} has shape {_shape(dims, '?')}, but its metadata "
+                              f"field {fields[value.name]} says {_shape(want, 'batch')}")
+
+
+def _shape(dims, unknown: str) -> str:
+    return "(" + ", ".join(unknown if d is None else str(d) for d in dims) + ")"
+
+
+def sign_export(path: Path, key: bytes, *, rehash: bool = False) -> None:
+    """Sign ``path`` in place with ``key`` (after the usual checks; ``rehash`` first records the digest of a
+    file exported before medinfer kept one, trusting its metadata as it stands)."""
+    _, proto, _ = read_export(path, verify=not rehash, authenticate=False)  # refuses what is damaged
+    if rehash and {p.key: p.value for p in proto.metadata_props}.get(GRAPH_SHA_KEY) != graph_sha256(proto):
+        raise EngineError(f"{path}: the graph's SHA-256 does not match the one recorded at export; {_FIX}")
+    digest = export_digest(proto)
+    set_props(proto, {DIGEST_KEY: digest, SIGNATURE_KEY: integrity.signature(digest, key)})
+    atomic_write(path, proto.SerializeToString())

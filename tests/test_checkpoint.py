@@ -8,7 +8,7 @@ import pytest
 import torch
 from tiny import TINY
 
-from medinfer.checkpoint import find_config, load_checkpoint, save_checkpoint
+from medinfer.checkpoint import _write_config, find_config, load_checkpoint, save_checkpoint
 from medinfer.errors import EngineError, InputError
 from medinfer.metadata import ModelMetadata
 from medinfer.models import create
@@ -72,6 +72,9 @@ def test_bad_configs_name_file_and_field(saved, edit, message):
     doc = json.loads(config.read_text())
     edit(doc)
     config.write_text(json.dumps(doc))
+    with pytest.raises(EngineError, match="not a medinfer checkpoint config|do not match its digest"):
+        load_checkpoint(config)  # an edit alone: the digest over the config catches it
+    _write_config(config, doc)  # an edit that also recomputes the digest: the field's own check catches it
     with pytest.raises(EngineError, match=message) as info:
         load_checkpoint(config)
     assert str(config) in str(info.value)

@@ -197,12 +197,13 @@ def test_several_series_in_one_folder(chest_ct, ct5n, tmp_path, rng):
 
 def test_order_follows_the_slice_normal_not_z(ct5n, tmp_path, rng):
     # Sagittal slices: rows along +y, columns along -z, so the normal is -x; positions shuffled against
-    # InstanceNumber and file names.
+    # InstanceNumber and file names. (One AcquisitionNumber: CT5N's 1, 1, 1, 2, 2 at shuffled positions
+    # would be two interleaved acquisitions, which are split.)
     files = sorted(ct5n.iterdir())
     xs = rng.permutation(len(files)) * 3.0 - 6.0
     for k, (f, x) in enumerate(zip(files, xs, strict=True)):
         _edit(f, tmp_path / f"{k}.dcm", ImageOrientationPatient=[0, 1, 0, 0, 0, -1],
-              ImagePositionPatient=[float(x), -10.0, 20.0])
+              ImagePositionPatient=[float(x), -10.0, 20.0], AcquisitionNumber=1)
     s = load_series(tmp_path)
     np.testing.assert_array_equal(s.positions[:, 0], np.sort(xs)[::-1])
     assert s.spacing[0] == pytest.approx(3.0) and not s.meta["irregular_gaps"]

@@ -17,9 +17,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from medinfer.cli.output import writable_file
     from medinfer.engine.tensorrt_build import build_engine, parse_batch_range
 
-    plan = build_engine(args.onnx, args.output, precision=args.precision, batch=parse_batch_range(args.batch),
+    output = writable_file(args.output, "-o")  # before the work, not after it
+    plan = build_engine(args.onnx, output, precision=args.precision, batch=parse_batch_range(args.batch),
                         calibration=args.calibration, calibration_slices=args.calibration_slices,
                         timing_cache=args.timing_cache, workspace_gib=args.workspace)
     print(f"wrote {plan} and {plan.name}.json")

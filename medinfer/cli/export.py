@@ -20,6 +20,7 @@ def register(sub) -> None:
 def run(args) -> int:
     import onnx
 
+    from medinfer.cli.output import writable_file
     from medinfer.export.onnx import export_onnx
     from medinfer.onnx_file import CHECK_KEY
 
@@ -29,7 +30,8 @@ def run(args) -> int:
         source = create(args.model)
     else:
         source = args.checkpoint
-    path = export_onnx(source, args.output, opset=args.opset, dynamic_batch=not args.static_batch,
+    output = writable_file(args.output, "-o")  # before the work, not after it
+    path = export_onnx(source, output, opset=args.opset, dynamic_batch=not args.static_batch,
                        plugins=args.plugins)
     props = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB); parity with PyTorch: {props[CHECK_KEY]}")

@@ -17,6 +17,9 @@ def register(sub) -> None:
                         "paper)")
     p.add_argument("--k", type=int, help="topk: how many slices per class")
     p.add_argument("--json", dest="json_out", help="write every prediction, with per-slice probabilities, here")
+    p.add_argument("--series-uid", help="the series to classify where a folder holds several (SeriesInstanceUID)")
+    p.add_argument("--acquisition", help="the acquisition to classify where a series holds several (see "
+                                         "medinfer.load_series; default: the largest)")
     p.set_defaults(func=run)
 
 
@@ -33,20 +36,25 @@ def format_table(preds) -> str:
     lines = [line(r) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     for p in preds:
-        for path, reason in p.skipped:
-            lines.append(f"skipped in {Path(p.source).name or p.uid}: {path}: {reason}")
+        where = Path(p.source).name or p.uid
+        lines += [f"warning in {where}: {w}" for w in p.warnings]
+        lines += [f"skipped in {where}: {path}: {reason}" for path, reason in p.skipped]
     return "\n".join(lines)
 
 
 def run(args) -> int:
+    from medinfer.cli.output import writable_file
     from medinfer.engine import Engine
+    from medinfer.io.dicom import printable
 
+    json_out = writable_file(args.json_out, "--json") if args.json_out else None
     engine = Engine(args.engine, backend=args.backend, device=args.device)
-    preds = engine.predict_many(args.series, aggregate=args.aggregate, k=args.k, progress=None)
+    preds = engine.predict_many(args.series, aggregate=args.aggregate, k=args.k, progress=None,
+                                series_uid=args.series_uid, acquisition=args.acquisition)
     print(format_table(preds))
-    if args.json_out:
-        doc = {"engine": str(args.engine), "backend": engine.backend, "device": engine.device,
+    if json_out is not None:
+        doc = {"engine": printable(str(args.engine)), "backend": engine.backend, "device": engine.device,
                "model": engine.metadata.to_dict(), "predictions": [p.to_dict() for p in preds]}
-        Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"wrote {args.json_out}")
+        json_out.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {printable(str(json_out))}")
     return 0

@@ -15,6 +15,7 @@ Engines are safe to call from several threads.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,13 +44,15 @@ class SeriesPrediction:
     source: str = ""  # what was passed in (a path), "" for arrays
     aggregate: str = "mean"
     files: list[str] = field(default_factory=list)  # one per row of slice_probabilities
+    warnings: list[str] = field(default_factory=list)  # what the loader noticed (gaps, tilt, slices set aside, ...)
 
     def to_dict(self, slices: bool = True) -> dict[str, Any]:
         """JSON-serialisable form; ``slices=False`` leaves out the per-slice rows."""
         d: dict[str, Any] = {
             "uid": self.uid, "source": self.source, "label": self.label, "probabilities": self.probabilities,
             "aggregate": self.aggregate, "slices_used": int(len(self.slice_probabilities)),
-            "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "timings": self.timings,
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "warnings": self.warnings,
+            "timings": self.timings,
         }
         if slices:
             d["slice_probabilities"] = self.slice_probabilities.tolist()
@@ -64,6 +67,17 @@ _ENGINE_CLASSES = {
     "tensorrt": ("medinfer.engine.tensorrt_backend", "TensorRTEngine"),
     "torch": ("medinfer.engine.torch_backend", "TorchEngine"),
 }
+
+
+_KINDS = {"onnxruntime": "ONNX export", "tensorrt": "TensorRT plan", "torch": "checkpoint"}
+
+
+def _source_name(src) -> str:
+    """What a prediction reports as its source: the path as given, printable and JSON-safe (file names that are
+    not UTF-8 show their bytes as ``\\xNN``); "" for arrays and loaded series."""
+    from medinfer.io.dicom import printable
+
+    return printable(os.fsdecode(src)) if isinstance(src, (str, bytes, os.PathLike)) else ""
 
 
 def backend_for_file(path: Path) -> str:
@@ -98,10 +112,12 @@ def resolve(path: Path, backend: str | None = None, device: str | None = None) -
         raise EngineError(f"{path}: the {requested} backend cannot run this file; it is for {kind} (the {requested} "
                           f"backend was asked for by {source}; build a .plan with `medinfer build` for TensorRT)")
     device = device or default_device(kind)
-    try:
-        backends.select("engine", device, kind)
-    except backends.BackendUnavailable as exc:
-        raise backends.BackendUnavailable(f"{path}: {exc}") from None
+    if device not in backends.DEVICES:
+        raise InputError(f"device must be one of {', '.join(backends.DEVICES)}, got {device!r}")
+    reason = backends.BACKENDS[kind].unavailable_reason(device)
+    if reason is not None:
+        raise backends.BackendUnavailable(f"{path}: a {_KINDS[kind]} needs the {kind} backend, which cannot run on "
+                                          f"{device} here: {reason}")
     return kind, device
 
 
@@ -190,16 +206,20 @@ class Engine(metaclass=_Opening):
             return np.zeros((0, len(self.class_names)), np.float32)
         return self._infer(np.ascontiguousarray(batch, dtype=np.float32))
 
-    def predict(self, series, *, aggregate: str = "mean", k: int | None = None) -> SeriesPrediction:
+    def predict(self, series, *, aggregate: str = "mean", k: int | None = None, series_uid: str | None = None,
+                acquisition: str | None = None) -> SeriesPrediction:
         """Classify one series: a folder, a list of files, a multi-frame file, an ``(N, H, W)`` HU array or
         a :class:`medinfer.Series`. Slice probabilities are folded by ``aggregate``: ``"mean"`` (the Res-Dense
         Net paper's rule), ``"max"`` or ``"topk"`` (mean of the ``k`` highest per class)."""
         return self.predict_many([series], aggregate=aggregate, k=k)[0]
 
     def predict_many(self, series_list: Sequence, *, aggregate: str = "mean", k: int | None = None,
-                     progress: bool | None = None) -> list[SeriesPrediction]:
+                     progress: bool | None = None, series_uid: str | None = None,
+                     acquisition: str | None = None) -> list[SeriesPrediction]:
         """Classify several series, their slices packed together into full batches by the series batcher,
-        which prepares the next batch while this engine runs the current one.
+        which prepares the next batch while this engine runs the current one. ``series_uid`` and
+        ``acquisition`` are passed to :func:`medinfer.load_series` for every source that is not a
+        :class:`medinfer.Series` already.
 
         Progress bars (loading, then inference) show on a terminal, or as ``progress`` says. Each prediction's
         ``load`` time is its own; ``preprocess`` and ``infer`` are shared work, apportioned to series by their
@@ -215,7 +235,8 @@ class Engine(metaclass=_Opening):
         loaded, load_times = [], []
         for src in progress_bar(series_list, desc="loading", unit="series", leave=False, progress=progress):
             t = time.perf_counter()
-            loaded.append(src if isinstance(src, Series) else load_series(src))
+            loaded.append(src if isinstance(src, Series) else
+                          load_series(src, series_uid=series_uid, acquisition=acquisition))
             load_times.append(time.perf_counter() - t)
         total = sum(len(s) for s in loaded)
         infer_s = 0.0
@@ -240,7 +261,7 @@ class Engine(metaclass=_Opening):
                 slice_probabilities=scores.slice_scores, skipped=list(series.skipped),
                 timings={"load": load_s, "preprocess": prepare_s * share, "infer": infer_s * share,
                          "total": load_s + shared * share},
-                uid=series.uid, source=str(src) if isinstance(src, (str, Path)) else "", aggregate=aggregate,
-                files=list(series.files),
+                uid=series.uid, source=_source_name(src), aggregate=aggregate,
+                files=list(series.files), warnings=list(series.warnings),
             ))
         return out

@@ -13,6 +13,7 @@ exercised by the ``tensorrt``-marked tests wherever TensorRT is present.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from medinfer import __version__
+from medinfer import __version__, integrity
 from medinfer.engine.base import Engine
 from medinfer.errors import EngineError
-from medinfer.metadata import ModelMetadata, read_json_record, sha256_bytes
+from medinfer.metadata import ModelMetadata, atomic_write, read_json_record, sha256_bytes
 from medinfer.onnx_file import INPUT_NAME, OUTPUT_NAME
 
 PLAN_FORMAT = "medinfer-tensorrt-plan"
@@ -58,6 +59,7 @@ class PlanRecord:
     metadata: ModelMetadata
     build: dict[str, Any]  # command, seconds, calibration, ...
     medinfer_version: str = __version__
+    signature: str | None = None  # HMAC-SHA256 of the record's digest (medinfer.integrity), once signed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,12 +70,19 @@ class PlanRecord:
         }
 
     @classmethod
-    def read(cls, plan: Path) -> PlanRecord:
+    def read(cls, plan: Path, *, authenticate: bool = True) -> PlanRecord:
+        """The record beside ``plan``, checked against its digest and (``authenticate``, with an engine key
+        configured) its signature. Only signing passes ``authenticate=False``."""
         path = sidecar_path(plan)
         if not path.is_file():
             raise EngineError(f"{plan}: its record {path.name} is missing; medinfer only runs plans it built (with "
                               f"the record beside them): `medinfer build MODEL.onnx -o {plan.name}`")
         d = read_json_record(path, PLAN_FORMAT, "plan record")
+        fix = f"rebuild the plan: `medinfer build MODEL.onnx -o {plan.name}`"
+        computed = _record_digest(d)
+        integrity.check_digest(path, d.get("digest"), computed, what="plan record", fix=fix)
+        if authenticate:
+            integrity.check_signature(path, computed, d.get("signature"), what="plan record")
         if d.get("format_version") != PLAN_FORMAT_VERSION:
             raise EngineError(f"{path}: plan record version {d.get('format_version')!r}, this medinfer reads "
                               f"{PLAN_FORMAT_VERSION}; rebuild the plan with this medinfer")
@@ -82,14 +91,34 @@ class PlanRecord:
             return cls(tensorrt_version=str(d["tensorrt_version"]), gpu=dict(d["gpu"]), precision=str(d["precision"]),
                        profile=profile, onnx=dict(d["onnx"]), plan_sha256=str(d["plan_sha256"]),
                        metadata=ModelMetadata.from_dict(d["metadata"], path), build=dict(d.get("build", {})),
-                       medinfer_version=str(d["medinfer_version"]))
+                       medinfer_version=str(d["medinfer_version"]), signature=d.get("signature"))
         except (KeyError, TypeError, ValueError) as exc:
             raise EngineError(f"{path}: plan record lacks or garbles {exc}") from None
 
     def write(self, plan: Path) -> Path:
         path = sidecar_path(plan)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        doc = self.to_dict()
+        doc["digest"] = _record_digest(doc)
+        if self.signature is not None:
+            doc["signature"] = self.signature
+        atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode())
         return path
+
+    @classmethod
+    def sign(cls, plan: Path, key: bytes, *, rehash: bool = False) -> Path:
+        """Sign the plan's record in place (see :func:`medinfer.integrity.sign`); returns the record's path.
+        The record covers the plan through its SHA-256, which is checked first."""
+        path = sidecar_path(plan)
+        if rehash:  # a record written before medinfer kept digests: adopt it as it stands
+            doc = read_json_record(path, PLAN_FORMAT, "plan record")
+            doc["digest"] = _record_digest(doc)
+            atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode())
+        record = cls.read(plan, authenticate=False)
+        if sha256_bytes(plan.read_bytes()) != record.plan_sha256:
+            raise EngineError(f"{plan}: SHA-256 differs from {path.name}: the plan is damaged or was replaced; "
+                              f"{record.rebuild_hint()}")
+        signed = integrity.signature(_record_digest(record.to_dict()), key)
+        return dataclasses.replace(record, signature=signed).write(plan)
 
     def rebuild_hint(self) -> str:
         command = self.build.get("command") or "medinfer build MODEL.onnx -o PLAN"
@@ -105,6 +134,10 @@ class PlanRecord:
             here = "".join(map(str, gpu["compute_capability"]))
             raise EngineError(f"{plan}: built for {self.gpu['name']} (sm_{cc}), this machine has {gpu['name']} "
                               f"(sm_{here}): {self.rebuild_hint()}")
+
+
+def _record_digest(doc: dict) -> str:
+    return integrity.digest({k: v for k, v in doc.items() if k not in ("digest", "signature")})
 
 
 def ensure_tensorrt() -> None:

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from medinfer._lazy import lazy
 
 if TYPE_CHECKING:
     from medinfer.evaluation.evaluator import evaluate
@@ -13,14 +14,6 @@ if TYPE_CHECKING:
 _ATTRIBUTES = {"evaluate": "medinfer.evaluation.evaluator"}
 
 
-def __getattr__(name: str):
-    if name in _ATTRIBUTES:
-        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
-    raise AttributeError(f"module 'medinfer.evaluation' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_ATTRIBUTES])
-
+__getattr__, __dir__ = lazy(__name__, globals(), _ATTRIBUTES)
 
 __all__ = ["evaluate"]

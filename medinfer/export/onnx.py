@@ -29,7 +29,17 @@ from torch import nn
 
 from medinfer.errors import MedinferError
 from medinfer.metadata import ModelMetadata, atomic_write
-from medinfer.onnx_file import CHECK_KEY, GRAPH_SHA_KEY, INPUT_NAME, OUTPUT_NAME, graph_sha256, plugin_ops
+from medinfer.onnx_file import (
+    CHECK_KEY,
+    DIGEST_KEY,
+    GRAPH_SHA_KEY,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    export_digest,
+    graph_sha256,
+    plugin_ops,
+    set_props,
+)
 from medinfer.ops import onnx as ops_onnx
 from medinfer.preprocess import Preprocess
 
@@ -154,6 +164,7 @@ def export_onnx(model_or_checkpoint, path: str | Path, *, opset: int | None = No
                  "plugins": plugin_ops(proto)}
         onnx.helper.set_model_props(proto, {**meta.to_props(), GRAPH_SHA_KEY: graph_sha256(proto),
                                             CHECK_KEY: json.dumps(check)})
+        set_props(proto, {DIGEST_KEY: export_digest(proto)})
         proto.doc_string = f"medinfer {meta.name}: {', '.join(meta.class_names)}"
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, proto.SerializeToString())

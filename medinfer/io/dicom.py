@@ -8,22 +8,39 @@ names what is wrong and, for compressed pixel data without a decoder, the packag
 Every file is read into memory whole (bounded by :data:`MAX_FILE_BYTES`) and parsed from there, so a
 header claiming a gigantic element length cannot make the parser allocate more than the file holds.
 Rows, Columns, NumberOfFrames and the bit depth are checked against :data:`MAX_SIDE`,
-:data:`MAX_FRAMES` and :data:`MAX_PIXELS` before anything is decoded.
+:data:`MAX_FRAMES` and :data:`MAX_PIXELS` before anything is decoded. A deflated data set (transfer
+syntax 1.2.840.10008.1.2.1.99) is inflated by medinfer, with a cap derived from what its header declares
+(see :data:`DEFLATE_HEADER_BYTES`), never whole by pydicom. Only regular files are opened: a FIFO, socket
+or device gets "not a regular file" as its reason.
 """
 
 from __future__ import annotations
 
+import copy
+import io
 import math
 import mmap
+import os
+import stat
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
 from pydicom.multival import MultiValue
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 MAX_FILE_BYTES = 2 << 30
 MAX_SIDE = 16384  # Rows / Columns
@@ -63,6 +80,16 @@ class Header:
     description: str
     series_number: int | None
     frames: int
+    # The pixel geometry the header declares (None where absent or malformed; read_frames then says why),
+    # so that a series' decoded size is known before any pixel is decoded.
+    rows: int | None = None
+    columns: int | None = None
+    bits_allocated: int | None = None
+
+    @property
+    def pixel_count(self) -> int:
+        """Rows × Columns × frames as declared, 0 when unknown."""
+        return (self.rows or 0) * (self.columns or 0) * self.frames
 
 
 @dataclass
@@ -86,26 +113,70 @@ class Frame:
     instance: int | None  # InstanceNumber, or InStackPositionNumber for frames
     series_uid: str
     info: dict  # series-level attributes for Series.meta
+    # Who and which acquisition/reconstruction: assemble.py never merges other patients' slices and splits
+    # a series by acquisition (SliceThickness is ``thickness`` above).
+    patient_id: str = ""
+    acquisition_number: int | None = None  # AcquisitionNumber; per frame FrameAcquisitionNumber
+    image_type: tuple[str, ...] = ()  # ImageType; per frame FrameType
+    kernel: str = ""  # ConvolutionKernel, its values joined by "\\"
 
 
 # What read_header needs; parsing only these makes the first pass over a large folder cheap.
-HEADER_TAGS = ["SOPClassUID", "Modality", "SeriesInstanceUID", "SeriesDescription", "SeriesNumber", "NumberOfFrames"]
+HEADER_TAGS = ["SOPClassUID", "Modality", "SeriesInstanceUID", "SeriesDescription", "SeriesNumber", "NumberOfFrames",
+               "Rows", "Columns", "BitsAllocated"]
 
 
-def _read_dataset(path: Path, stop_before_pixels: bool, tags: list[str] | None = None) -> Dataset:
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise Unusable(f"cannot read the file: {exc.strerror or exc}") from None
+def file_kind(mode: int) -> str:
+    """What a file system entry that is neither a regular file nor a folder is (for ``skipped`` reasons)."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return f"a special file (mode {stat.filemode(mode)})"
+
+
+def _check_size(size: int) -> None:
     if size == 0:
         raise Unusable("empty file")
     if size > MAX_FILE_BYTES:
         raise Unusable(f"file of {size} bytes is larger than the {MAX_FILE_BYTES >> 30} GiB medinfer reads")
+
+
+def _map_file(path: Path) -> mmap.mmap:
+    """The file's bytes, memory-mapped. Only a regular file is ever opened: opening a FIFO blocks until
+    someone writes to it, and a device such as /dev/zero never ends."""
     try:
-        with path.open("rb") as f:
-            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        info = os.stat(path)
+    except OSError as exc:
+        raise Unusable(f"cannot read the file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise Unusable(f"not a regular file: {file_kind(info.st_mode)}")
+    _check_size(info.st_size)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)  # O_NONBLOCK: should the path have become a FIFO since, open returns at once
+    except OSError as exc:
+        raise Unusable(f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)  # what was opened, which may not be what was checked a moment ago
+        if not stat.S_ISREG(info.st_mode):
+            raise Unusable(f"not a regular file: {file_kind(info.st_mode)}")
+        _check_size(info.st_size)
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError) as exc:
         raise Unusable(f"cannot read the file: {getattr(exc, 'strerror', None) or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def _read_dataset(path: Path, stop_before_pixels: bool, tags: list[str] | None = None) -> Dataset:
+    data = _map_file(path)
     has_marker = len(data) >= 132 and data[128:132] == b"DICM"
     # Parsed from a memory map: a header pass touches only the pages before the pixel data, and a value
     # claiming more bytes than the file holds reads only what is there (a file object's read(n) would
@@ -114,10 +185,14 @@ def _read_dataset(path: Path, stop_before_pixels: bool, tags: list[str] | None =
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pydicom warns about every odd value; we judge them ourselves
-                # Files without the 'DICM' marker may still be DICOM (no preamble, ACR-NEMA style): force,
-                # then require real DICOM attributes below.
-                ds = pydicom.dcmread(data, force=not has_marker, stop_before_pixels=stop_before_pixels,
-                                     specific_tags=tags)
+                deflated = _deflated_file_meta(data, has_marker)
+                if deflated is not None:
+                    ds = _read_deflated(data, *deflated, stop_before_pixels=stop_before_pixels, tags=tags)
+                else:
+                    # Files without the 'DICM' marker may still be DICOM (no preamble, ACR-NEMA style): force,
+                    # then require real DICOM attributes below.
+                    ds = pydicom.dcmread(data, force=not has_marker, stop_before_pixels=stop_before_pixels,
+                                         specific_tags=tags)
                 if not has_marker and "SOPClassUID" not in ds and "Modality" not in ds:
                     raise Unusable("not a DICOM file (no 'DICM' marker and no DICOM header)")
                 ds.ensure_file_meta()
@@ -127,6 +202,173 @@ def _read_dataset(path: Path, stop_before_pixels: bool, tags: list[str] | None =
         except Exception as exc:  # pydicom raises many types (EOFError, OSError, ValueError, ...) on bad bytes
             what = "unreadable DICOM file" if has_marker else "not a DICOM file"
             raise Unusable(f"{what} ({type(exc).__name__}: {short_reason(exc)})") from None
+
+
+# Deflated Explicit VR Little Endian: everything after the file meta is one raw deflate stream, which
+# pydicom inflates whole, and twice over for a header pass and a pixel pass, before anything can be
+# checked (deflate reaches 1032:1: a 1 MB file becomes 1 GiB, 20 MB become 20 GiB). medinfer inflates it
+# itself, with a cap:
+#
+# * what precedes PixelData (the header) may inflate to DEFLATE_HEADER_BYTES at most. It is inflated in
+#   doubling steps from 1 MiB, so a header pass over an ordinary slice inflates about 1 MiB;
+# * then the whole data set to: header + the pixel data its header declares (Rows × Columns ×
+#   NumberOfFrames × SamplesPerPixel × BitsAllocated / 8, each bounded as for any file: MAX_SIDE,
+#   MAX_FRAMES, MAX_PIXELS) + DEFLATE_TRAILER_BYTES for elements after the pixel data. One legitimate
+#   512 × 512 16-bit slice gets about header + 0.5 MiB + 1 MiB; the largest slice medinfer reads
+#   (16384² × 32 bits) 1 GiB + header + 1 MiB;
+# * and never more than MAX_FILE_BYTES (the most a plain file may hold), nor, above MAX_PLAIN_DECODE, more
+#   than MAX_COMPRESSION_RATIO times the compressed size (the rule for compressed pixel data).
+#
+# Beyond the cap the file is skipped, with the cap and where it comes from in the reason.
+DEFLATE_HEADER_BYTES = 64 << 20
+DEFLATE_TRAILER_BYTES = 1 << 20
+_DEFLATE_FIRST_STEP = 1 << 20
+_DEFLATE_INPUT_CHUNK = 1 << 20
+_PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00")  # (7FE0,0010/0008/0009), LE
+
+
+def byte_size(n: float) -> str:
+    """A byte count for messages: ``"812 bytes"``, ``"1.5 MiB"``, ``"2.00 GiB"``."""
+    if n < 1 << 20:
+        return f"{int(n)} bytes"
+    return f"{n / (1 << 20):.1f} MiB" if n < 1 << 30 else f"{n / (1 << 30):.2f} GiB"
+
+
+def _deflated_file_meta(data: mmap.mmap, has_marker: bool):
+    """``(file_meta, offset of the deflate stream)`` when the file meta says Deflated Explicit VR Little
+    Endian, else None (the file is then read as usual, and any problem with its meta reported there)."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    offset = 128 + 4 if has_marker else 0
+    if data[offset:offset + 2] != b"\x02\x00":  # no file meta group
+        return None
+    try:
+        fp = cast(BinaryIO, data)
+        read_preamble(fp, force=not has_marker)
+        meta = _read_file_meta_info(fp)
+        start = data.tell()
+        syntax = meta.get("TransferSyntaxUID")
+    except Exception:
+        return None
+    finally:
+        data.seek(0)  # where pydicom starts reading a file that is not deflated
+    return (meta, start) if syntax == DeflatedExplicitVRLittleEndian else None
+
+
+class _Inflater:
+    """A raw deflate stream, inflated on demand into a buffer that starts with ``head``."""
+
+    def __init__(self, data: mmap.mmap, start: int, head: bytes):
+        self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._data, self._pos, self._pending = data, start, b""
+        self.buffer = io.BytesIO()
+        self.buffer.write(head)
+        self.head = len(head)
+        self.size = 0  # bytes inflated so far
+        self.finished = False  # the stream ended (or the file did, in the middle of it)
+
+    def inflate_to(self, limit: int) -> bool:
+        """Inflates until more than ``limit`` bytes are out or the stream ends; True when it holds more."""
+        self.buffer.seek(0, io.SEEK_END)
+        while not self.finished and self.size <= limit:
+            if not self._pending and self._pos < len(self._data):
+                self._pending = self._data[self._pos:self._pos + _DEFLATE_INPUT_CHUNK]
+                self._pos += len(self._pending)
+            try:
+                out = self._z.decompress(self._pending, limit + 1 - self.size)
+            except zlib.error as exc:
+                raise Unusable(f"deflated data set is corrupt (zlib: {exc})") from None
+            self._pending = self._z.unconsumed_tail
+            self.buffer.write(out)
+            self.size += len(out)
+            if self._z.eof or (not out and not self._pending and self._pos >= len(self._data)):
+                self.finished = True
+        return self.size > limit
+
+    def parse(self, stop_before_pixels: bool, tags: list[str] | None) -> tuple[Dataset, int]:
+        """The data set inflated so far, and the buffer position where parsing stopped."""
+        self.buffer.seek(0)
+        ds = pydicom.dcmread(self.buffer, stop_before_pixels=stop_before_pixels, specific_tags=tags)
+        return ds, self.buffer.tell()
+
+
+def _read_deflated(data: mmap.mmap, meta, start: int, *, stop_before_pixels: bool,
+                   tags: list[str] | None) -> Dataset:
+    plain = copy.deepcopy(meta)
+    plain.TransferSyntaxUID = ExplicitVRLittleEndian  # what the inflated bytes are: pydicom must not inflate again
+    head = DicomBytesIO()
+    head.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(head, plain, enforce_standard=False)
+    inflater = _Inflater(data, start, head.getvalue())
+    compressed = len(data) - start
+    ceiling = min(MAX_FILE_BYTES, max(MAX_PLAIN_DECODE, MAX_COMPRESSION_RATIO * compressed))
+    header_cap = min(DEFLATE_HEADER_BYTES, ceiling)
+    step = _DEFLATE_FIRST_STEP
+    while True:  # the header, in doubling steps, until PixelData or the end of the stream
+        step = min(step, header_cap)
+        more = inflater.inflate_to(step)
+        if not more:
+            break
+        ds, stop = inflater.parse(stop_before_pixels=True, tags=tags if stop_before_pixels else None)
+        inflater.buffer.seek(stop)
+        if inflater.buffer.read(4) in _PIXEL_TAGS:
+            break
+        if step >= header_cap:
+            _classify_meta(ds, meta)
+            raise Unusable(f"deflated data set: no pixel data within the first {byte_size(header_cap)} inflated "
+                           f"(the most medinfer inflates for a header)")
+        step *= 2
+    if more:
+        ds.file_meta = meta
+        if stop_before_pixels:
+            return ds
+        _classify(ds)
+        rows, cols, frames, samples, bits = _declared_geometry(ds)
+        declared = rows * cols * frames * samples * bits // 8
+        if declared > MAX_PLAIN_DECODE and declared > MAX_COMPRESSION_RATIO * compressed:
+            raise Unusable(f"{compressed} bytes of deflated data claim to inflate to {declared} bytes of pixel data")
+        header = stop - inflater.head
+        cap = min(ceiling, header + declared + DEFLATE_TRAILER_BYTES)
+        if inflater.inflate_to(cap):
+            why = (f"{byte_size(header)} of header + {rows}×{cols} × {frames} frame(s) × {samples * bits // 8} "
+                   f"B of pixel data as declared + {byte_size(DEFLATE_TRAILER_BYTES)} for trailing elements")
+            if cap < header + declared + DEFLATE_TRAILER_BYTES:
+                why = (f"{MAX_COMPRESSION_RATIO}× its {compressed} compressed bytes" if ceiling < MAX_FILE_BYTES
+                       else f"the {MAX_FILE_BYTES >> 30} GiB medinfer reads from one file")
+            raise Unusable(f"deflated data set inflates beyond {byte_size(cap)} (the cap for this file: {why})")
+    ds, _ = inflater.parse(stop_before_pixels=stop_before_pixels, tags=tags)
+    inflater.buffer.close()  # the values are parsed out (no deferred reads): free the inflated copy
+    ds.buffer = None
+    ds.file_meta = meta  # says Deflated again, for meta["transfer_syntax"]; the pixels are native
+    return ds
+
+
+def _classify_meta(ds: Dataset, meta) -> None:
+    ds.file_meta = meta
+    _classify(ds)
+
+
+def printable(text: str) -> str:
+    """``text`` as it can be printed and written as UTF-8 JSON: unchanged when printable, else with each
+    character that is not printable escaped. A byte of a file name that is not UTF-8 (which Python holds as
+    a surrogate escape, U+DC80..U+DCFF) becomes ``\\xNN``, as ``os.fsencode(name).decode("utf-8",
+    "backslashreplace")`` writes it; a character that is not printable (newline, ESC, U+202E, a lone
+    surrogate ...) becomes ``\\uNNNN`` (``\\UNNNNNNNN`` beyond the BMP), so the two never collide.
+    Backslashes are kept, so an escaped name is ambiguous only with a name that spells out such an escape."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch.isprintable():
+            out.append(ch)
+        elif 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
 
 
 def short_reason(exc: BaseException, limit: int = 160) -> str:
@@ -215,7 +457,9 @@ def read_header(path: str | Path) -> Header | str:
         return Header(path=str(path), series_uid=_text(ds, "SeriesInstanceUID"),
                       description=_text(ds, "SeriesDescription"),
                       series_number=_optional_int(ds, "SeriesNumber"),
-                      frames=_optional_int(ds, "NumberOfFrames") or 1)
+                      frames=max(_optional_int(ds, "NumberOfFrames") or 1, 1),
+                      rows=_optional_int(ds, "Rows"), columns=_optional_int(ds, "Columns"),
+                      bits_allocated=_optional_int(ds, "BitsAllocated"))
     except Unusable as exc:
         return str(exc)
     except Exception as exc:  # deferred value conversion can fail on any malformed element
@@ -232,12 +476,8 @@ def _transfer_syntax(ds: Dataset) -> UID:
     return ExplicitVRLittleEndian if ds.original_encoding[1] else ExplicitVRBigEndian
 
 
-def _check_pixel_module(ds: Dataset, ts: UID) -> tuple[int, int, int]:
-    """Validates the image pixel attributes before decoding; returns (rows, cols, frames)."""
-    if "PixelData" not in ds:
-        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
-            raise Unusable("float pixel data (FloatPixelData), which CT images do not use")
-        raise Unusable("no pixel data")
+def _declared_geometry(ds: Dataset) -> tuple[int, int, int, int, int]:
+    """(rows, cols, frames, samples, bits allocated) from the header, each within what medinfer reads."""
     rows = _int(_get(ds, "Rows"), "Rows")
     cols = _int(_get(ds, "Columns"), "Columns")
     frames = _int(_get(ds, "NumberOfFrames", 1), "NumberOfFrames")
@@ -250,12 +490,22 @@ def _check_pixel_module(ds: Dataset, ts: UID) -> tuple[int, int, int]:
     samples = _int(_get(ds, "SamplesPerPixel", 1), "SamplesPerPixel")
     if samples != 1:
         raise Unusable(f"SamplesPerPixel {samples}: a colour image, not a CT slice")
-    photometric = _text(ds, "PhotometricInterpretation").upper()
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise Unusable(f"PhotometricInterpretation {photometric or 'missing'}: not a greyscale CT slice")
     bits = _int(_get(ds, "BitsAllocated"), "BitsAllocated")
     if bits not in (8, 16, 32):
         raise Unusable(f"BitsAllocated {bits}: CT slices use 8, 16 or 32")
+    return rows, cols, frames, samples, bits
+
+
+def _check_pixel_module(ds: Dataset, ts: UID) -> tuple[int, int, int]:
+    """Validates the image pixel attributes before decoding; returns (rows, cols, frames)."""
+    if "PixelData" not in ds:
+        if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+            raise Unusable("float pixel data (FloatPixelData), which CT images do not use")
+        raise Unusable("no pixel data")
+    rows, cols, frames, _, bits = _declared_geometry(ds)
+    photometric = _text(ds, "PhotometricInterpretation").upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise Unusable(f"PhotometricInterpretation {photometric or 'missing'}: not a greyscale CT slice")
     stored = _int(_get(ds, "BitsStored", bits), "BitsStored")
     if not 1 <= stored <= bits:
         raise Unusable(f"BitsStored {stored} outside 1..BitsAllocated ({bits})")
@@ -428,7 +678,28 @@ def _frame(ds: Dataset, own: Dataset | None, shared: Dataset | None, pixels: np.
                                                                                     float(spacing[1])),
                  thickness=None if thickness is None else float(thickness),
                  spacing_between=None if between is None else float(between), instance=instance,
-                 series_uid=series_uid, info=info)
+                 series_uid=series_uid, info=info, **_acquisition(ds, own, shared))
+
+
+def _acquisition(ds: Dataset, own: Dataset | None, shared: Dataset | None) -> dict:
+    """PatientID and the attributes that tell acquisitions/reconstructions apart, per frame where Enhanced CT
+    keeps them in functional groups (FrameContentSequence, CTImageFrameTypeSequence, CTReconstructionSequence)."""
+    def values(v) -> tuple[str, ...]:
+        items = list(v) if isinstance(v, (list, tuple, MultiValue)) else [] if v is None else [v]
+        return tuple(t for t in (str(x).strip() for x in items) if t)
+
+    def first(sequence: str, keyword: str):
+        for g in (_item(own, sequence), _item(shared, sequence)):
+            if g is not None and (v := _get(g, keyword)) is not None:
+                return v
+        return _get(ds, keyword)
+
+    number = _optional_int(_item(own, "FrameContentSequence"), "FrameAcquisitionNumber")
+    frame_type = first("CTImageFrameTypeSequence", "FrameType")
+    return {"patient_id": _text(ds, "PatientID"),
+            "acquisition_number": number if number is not None else _optional_int(ds, "AcquisitionNumber"),
+            "image_type": values(frame_type if frame_type is not None else _get(ds, "ImageType")),
+            "kernel": "\\".join(values(first("CTReconstructionSequence", "ConvolutionKernel")))}
 
 
 def _valid_orientation(iop: np.ndarray) -> bool:

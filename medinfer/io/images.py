@@ -11,8 +11,10 @@ numerically, so ``10.jpg`` follows ``9.jpg``. What the grey values mean depends 
 * **16-bit** PNG/TIFF: HU + 1024 (the convention medinfer writes ROIs in), so HU = value - 1024.
 * **32-bit float** TIFF: HU as stored.
 
-Files without a number, unreadable files, and slices whose size or bit depth differ from the folder's
-majority are listed in ``skipped``.
+Files without a number, unreadable files, slices whose size or bit depth differ from the folder's
+majority, and 16-bit or float slices whose values are not plausible HU (:func:`medinfer.hu.implausible_hu`)
+are listed in ``skipped``; colour images converted to grey and slices set aside for implausible values are
+reported in ``Series.warnings``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from medinfer.errors import SeriesError
+from medinfer.hu import implausible_hu
 from medinfer.io.assemble import keep_first, keep_majority
 from medinfer.io.dicom import MAX_SIDE, short_reason
 from medinfer.io.series import Series
@@ -116,6 +119,29 @@ def load_image_series(files: list[Path], folder: Path) -> Series:
                       lambda im, first: f"slice number {im.number} already taken by {first.path}", skipped)
     kind = kept[0].kind
     units = "display" if kind == "8-bit" else "HU"
+    warns: list[str] = []
+    if kind != "8-bit":
+        offset = -HU16_OFFSET if kind == "16-bit" else 0.0
+        plausible, bad = [], []
+        for im in kept:
+            reason = implausible_hu(im.pixels, 1.0, offset, source="image")
+            if reason is None:
+                plausible.append(im)
+            else:
+                bad.append((im.path, f"{reason} (read as {_KINDS[kind]})"))
+        if bad:
+            skipped.extend(bad)
+            warns.append(f"{len(bad)} of {len(kept)} image slice(s) were set aside because their values, read as "
+                         f"{_KINDS[kind]}, are not plausible HU (e.g. {bad[0][0]}: {bad[0][1]}); they are listed "
+                         "in skipped.")
+        if not plausible:
+            raise SeriesError(f"no usable image slice in {folder}: " + "; ".join(f"{p}: {r}" for p, r in bad[:3]),
+                              skipped=skipped)
+        kept = plausible
+    converted = sum(im.converted for im in kept)
+    if converted:
+        warns.append(f"{converted} of {len(kept)} image slice(s) were colour or palette images, converted to grey "
+                     "(ITU-R 601 luma): a CT slice is grey, so these may be screenshots or annotated images.")
     n = len(kept)
     return Series(
         pixels=np.stack([im.pixels for im in kept]),
@@ -127,7 +153,8 @@ def load_image_series(files: list[Path], folder: Path) -> Series:
         uid=str(folder.resolve()),
         meta={"source": "images", "ordering": "number in the file name", "folder": str(folder),
               "encoding": _KINDS[kind], "units": units,
-              "converted_to_grey": sum(im.converted for im in kept)},
+              "converted_to_grey": converted},
         skipped=skipped,
         units=units,
+        warnings=warns,
     )

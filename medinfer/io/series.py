@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medinfer.errors import InputError, SeriesError
-from medinfer.hu import SUPPORTED_DTYPES, to_hu
+from medinfer.hu import SUPPORTED_DTYPES, implausible_hu, to_hu
 
 UNITS = ("HU", "display")
 
@@ -33,6 +33,10 @@ class Series:
     SeriesInstanceUID, or ``array-<hash>`` / the folder path for arrays and image folders. ``meta``
     (JSON-serialisable) says where it came from and every choice the loader made: ordering, rescale,
     padding, spacing source. ``skipped`` lists each input that was not used, ``(path, reason)``.
+    ``warnings`` are what the loader noticed and a user should know before trusting a result, each a
+    self-contained sentence saying what and why: irregular gaps, gantry tilt or shear, an ordering fallback
+    (InstanceNumber or frame order instead of positions), missing rescale tags, slices of other patients,
+    studies, acquisitions or with implausible HU set aside (those slices are in ``skipped``).
 
     ``units`` is ``"HU"``, or ``"display"`` for 8-bit image slices (already windowed 0..255 grey values,
     such as MIA-COV19D's JPGs): ``hu`` then holds those values, and the batcher spreads them over the
@@ -44,11 +48,12 @@ class Series:
     intercepts: np.ndarray
     spacing: tuple[float, float, float]
     positions: np.ndarray
-    files: list[str]
+    files: list[str]  # one per slice; printable (a non-UTF-8 byte of a name shows as \xNN)
     uid: str
     meta: dict = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     units: str = "HU"
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         px = np.asarray(self.pixels)
@@ -77,6 +82,7 @@ class Series:
         px.flags.writeable = False
         self.pixels = px
         self.spacing = tuple(float(s) for s in self.spacing)
+        self.warnings = [str(w) for w in self.warnings]
 
     def __len__(self) -> int:
         return int(self.pixels.shape[0])
@@ -100,12 +106,15 @@ class Series:
 
     @classmethod
     def from_array(cls, hu: np.ndarray, *, spacing: tuple[float, float, float] | None = None,
-                   uid: str | None = None) -> Series:
+                   uid: str | None = None, check_hu: bool = True) -> Series:
         """A series from an ``(N, H, W)`` (or single ``(H, W)``) array of HU values, copied to float32.
 
         ``uid`` defaults to ``array-`` + the first 16 hex digits of a BLAKE2b hash of shape and values,
-        so the same array always gets the same id. Non-finite values are refused: they would turn every
-        probability into NaN.
+        so the same array always gets the same id. Non-finite values, values too large for float32 and
+        (unless ``check_hu=False``, for arrays that are deliberately not HU) slices that do not look like
+        HU (:func:`medinfer.hu.implausible_hu`: more than 5 % of a slice's pixels far outside
+        -1100…4000 HU, or integers that wrapped around) are refused with an
+        :class:`~medinfer.errors.InputError`: they would turn every probability into NaN or nonsense.
         """
         arr = np.asarray(hu)
         if arr.dtype.kind not in "iuf":
@@ -114,16 +123,41 @@ class Series:
             arr = arr[None]
         if arr.ndim != 3 or 0 in arr.shape:
             raise InputError(f"HU array: expected a non-empty (N, H, W) or (H, W) array, got shape {arr.shape}")
-        arr = np.array(arr, dtype=np.float32, order="C")  # a copy: the caller may reuse theirs
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if arr.dtype.kind == "f":
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            if bad:
+                raise InputError(f"HU array: {bad} non-finite value(s) (NaN or inf); every pixel must be a number")
+        with np.errstate(over="ignore"):
+            out = np.array(arr, dtype=np.float32, order="C")  # a copy: the caller may reuse theirs
+        bad = int(out.size - np.count_nonzero(np.isfinite(out)))
         if bad:
-            raise InputError(f"HU array: {bad} non-finite value(s) (NaN or inf); every pixel must be a number")
+            big = arr[~np.isfinite(out)]
+            raise InputError(f"HU array: {bad} value(s) too large for float32 (e.g. {float(big.flat[0]):.4g}; "
+                             f"float32 holds up to ±{float(np.finfo(np.float32).max):.3g}): not HU")
+        if check_hu:
+            _check_array_hu(arr)
         if uid is None:
-            digest = hashlib.blake2b(repr(arr.shape).encode(), digest_size=8)
-            digest.update(memoryview(arr).cast("B"))
+            digest = hashlib.blake2b(repr(out.shape).encode(), digest_size=8)
+            digest.update(memoryview(out).cast("B"))
             uid = f"array-{digest.hexdigest()}"
         spacing = (math.nan,) * 3 if spacing is None else spacing
-        n = arr.shape[0]
-        return cls(pixels=arr, slopes=np.ones(n), intercepts=np.zeros(n), spacing=spacing,
+        n = out.shape[0]
+        return cls(pixels=out, slopes=np.ones(n), intercepts=np.zeros(n), spacing=spacing,
                    positions=np.full((n, 3), np.nan), files=[""] * n, uid=uid,
                    meta={"source": "array", "ordering": "array order", "units": "HU"})
+
+
+def _check_array_hu(arr: np.ndarray) -> None:
+    """Raises InputError naming the slices of an (N, H, W) array that do not hold plausible HU."""
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    bad = [(i, reason) for i in range(arr.shape[0])
+           if (reason := implausible_hu(arr[i], source="array")) is not None]
+    if bad:
+        n = arr.shape[0]
+        others = ", ".join(str(i) for i, _ in bad[1:11]) + (", …" if len(bad) > 11 else "")
+        also = f" (so do slice(s) {others})" if others else ""
+        raise InputError(f"HU array ({arr.dtype}): {len(bad)} of {n} slice(s) do not hold plausible Hounsfield "
+                         f"units — slice {bad[0][0]}: {bad[0][1]}{also}. Pass HU (stored value × RescaleSlope + "
+                         "RescaleIntercept), or Series.from_array(..., check_hu=False) for values that are "
+                         "deliberately not HU")

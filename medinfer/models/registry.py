@@ -88,10 +88,30 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any], where: str = "") -> Any
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current) and isinstance(value, dict):
             value = apply_overrides(current, value, f"{where}.{key}")
-        elif isinstance(current, tuple) and isinstance(value, list):
-            value = tuple(value)
+        else:
+            value = _typed_like(current, value, f"{type(cfg).__name__}{where}.{key}")
         changes[key] = value
     return dataclasses.replace(cfg, **changes)
+
+
+def _typed_like(current: Any, value: Any, name: str) -> Any:
+    """``value`` in the type of the field's default ``current`` (JSON lists become tuples), or an InputError
+    naming the field: a config from a file must not smuggle a bool in for a width or a string for a list."""
+    if current is None or value is None:  # optional fields: nothing to compare with
+        return value
+    if isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"{name} must be a list, got {value!r}")
+        return tuple(_typed_like(current[0], v, f"{name}[{i}]") if current else v for i, v in enumerate(value))
+    if isinstance(current, bool) or isinstance(value, bool):
+        ok = isinstance(current, bool) and isinstance(value, bool)
+    elif isinstance(current, (int, float)):
+        ok = isinstance(value, (int, float)) and (isinstance(current, float) or isinstance(value, int))
+    else:
+        ok = isinstance(value, type(current))
+    if not ok:
+        raise InputError(f"{name} must be a {type(current).__name__} like its default {current!r}, got {value!r}")
+    return value
 
 
 def create(name: str, num_classes: int | None = None, in_chans: int | None = None, **overrides: Any) -> nn.Module:

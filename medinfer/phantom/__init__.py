@@ -10,8 +10,9 @@ Both are simulations: results on them say nothing about clinical accuracy.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from medinfer._lazy import lazy
 
 if TYPE_CHECKING:
     from medinfer.phantom.covid import make_covid_series
@@ -21,14 +22,6 @@ if TYPE_CHECKING:
 _ATTRIBUTES = {"make_liver_roi": "medinfer.phantom.liver", "make_covid_series": "medinfer.phantom.covid"}
 
 
-def __getattr__(name: str):
-    if name in _ATTRIBUTES:
-        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
-    raise AttributeError(f"module 'medinfer.phantom' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_ATTRIBUTES])
-
+__getattr__, __dir__ = lazy(__name__, globals(), _ATTRIBUTES)
 
 __all__ = ["make_covid_series", "make_liver_roi"]
