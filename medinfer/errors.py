@@ -42,7 +42,7 @@ class MultipleSeriesError(SeriesError):
 class SeriesTooLargeError(SeriesError):
     """A series (or all of a study's series together) would take more memory once decoded than the limit
     allows: ``load_series(..., max_bytes=)``, the environment variable ``MEDINFER_MAX_SERIES_BYTES``, or by
-    default half of the memory available (:func:`medinfer.io.load.series_memory_limit`). Raised from the
+    default half of the memory available (:func:`medinfer.io.budget.series_memory_limit`). Raised from the
     headers, before pixels are decoded. ``estimate`` and ``limit`` are in bytes."""
 
     def __init__(self, message: str, *, estimate: int, limit: float, skipped: list[tuple[str, str]] | None = None):

@@ -48,8 +48,9 @@ from pydicom.uid import (
 import medinfer.io.load as load_module
 from medinfer import load_series, load_study
 from medinfer.errors import InputError, MultipleSeriesError, SeriesError, SeriesTooLargeError
-from medinfer.io.dicom import DEFLATE_HEADER_BYTES, printable, read_frames, read_header
-from medinfer.io.load import MAX_SERIES_BYTES_ENV, default_max_series_bytes, parse_byte_count, series_memory_limit
+from medinfer.io.budget import MAX_SERIES_BYTES_ENV, default_max_series_bytes, parse_byte_count, series_memory_limit
+from medinfer.io.dicom import DEFLATE_HEADER_BYTES, read_frames, read_header
+from medinfer.io.text import printable
 
 DEFLATED = "Deflated Explicit VR Little Endian"
 

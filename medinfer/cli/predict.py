@@ -45,7 +45,7 @@ def format_table(preds) -> str:
 def run(args) -> int:
     from medinfer.cli.output import writable_file
     from medinfer.engine import Engine
-    from medinfer.io.dicom import printable
+    from medinfer.io.text import printable
 
     json_out = writable_file(args.json_out, "--json") if args.json_out else None
     engine = Engine(args.engine, backend=args.backend, device=args.device)

@@ -75,7 +75,7 @@ _KINDS = {"onnxruntime": "ONNX export", "tensorrt": "TensorRT plan", "torch": "c
 def _source_name(src) -> str:
     """What a prediction reports as its source: the path as given, printable and JSON-safe (file names that are
     not UTF-8 show their bytes as ``\\xNN``); "" for arrays and loaded series."""
-    from medinfer.io.dicom import printable
+    from medinfer.io.text import printable
 
     return printable(os.fsdecode(src)) if isinstance(src, (str, bytes, os.PathLike)) else ""
 

@@ -10,18 +10,20 @@ In this order:
 * **Plausible HU.** A slice whose values are not HU (:func:`medinfer.hu.implausible_hu`: more than 5 % of its
   pixels far outside -1100…4000 HU, or integers that wrapped around because PixelRepresentation is wrong) is
   skipped with the probable cause.
-* **One acquisition/reconstruction** (:func:`split_acquisitions`): frames are split into stacks by
+* **One acquisition/reconstruction** (:mod:`medinfer.io.acquisitions`): frames are split into stacks by
   SliceThickness, ImageType and ConvolutionKernel, and by AcquisitionNumber where acquisitions overlap along
   the slice normal (consecutive AcquisitionNumbers that cover disjoint ranges, as step-and-shoot axial
   scanners write them, stay one stack). The largest stack is used, or the one ``acquisition=`` selects
-  (:func:`parse_acquisition`); the others' frames are skipped with a reason that says how to pick them.
+  (:func:`~medinfer.io.acquisitions.parse_acquisition`); the others' frames are skipped with a reason that
+  says how to pick them.
 * Order: ImagePositionPatient projected on the slice normal (row × column direction cosines of
   ImageOrientationPatient), ascending — for axial slices that is inferior to superior, as ITK orders them.
   File names never matter. Frames whose orientation differs from the majority are skipped. Without any
   position the order falls back to InstanceNumber (or frame order within a single multi-frame file), and
   ``meta["ordering"]`` says so.
-* Two frames at the same position (within :data:`DUPLICATE_TOLERANCE_MM`) are duplicates; the one with
-  the lower InstanceNumber is kept. Frames whose PixelSpacing differs from the majority are skipped.
+* Two frames at the same position (within :data:`~medinfer.io.geometry.DUPLICATE_TOLERANCE_MM`) are
+  duplicates; the one with the lower InstanceNumber is kept. Frames whose PixelSpacing differs from the
+  majority are skipped.
 * Slice spacing is the median gap between positions; irregular gaps are reported in ``meta``.
 
 What a user should know before trusting the result (irregular gaps, gantry tilt or shear, an ordering
@@ -33,25 +35,24 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import Counter
 
 import numpy as np
 
-from medinfer.errors import InputError, SeriesError
+from medinfer.errors import SeriesError
 from medinfer.hu import implausible_hu
+from medinfer.io.acquisitions import one_acquisition, parse_acquisition
 from medinfer.io.dicom import PADDING_HU, Frame
+from medinfer.io.geometry import DUPLICATE_TOLERANCE_MM, rounded
 from medinfer.io.series import Series
+from medinfer.io.text import plural
 
-DUPLICATE_TOLERANCE_MM = 1e-3
 # Gaps that differ from the median by more than this fraction (or 1 µm) make the spacing irregular.
 GAP_TOLERANCE = 0.01
 # Slice positions further than this off the normal through the first slice make the stack tilted or sheared
 # (half a typical CT pixel: below that the shear is invisible; scanners round positions to ~1 µm).
 SHEAR_TOLERANCE_MM = 0.5
-# The attributes that tell acquisitions/reconstructions of one series apart, and that acquisition= names.
-ACQUISITION_ATTRIBUTES = ("AcquisitionNumber", "SliceThickness", "ImageType", "ConvolutionKernel")
-THICKNESS_TOLERANCE_MM = 1e-3
+
 
 def keep_majority(frames: list, key, describe, what: str, skipped: list[tuple[str, str]]) -> list:
     """Keeps the items (with a ``path``) sharing the most common key (the first seen on a tie); skips the others."""
@@ -74,14 +75,6 @@ def keep_first(items: list, key, reason, skipped: list[tuple[str, str]]) -> list
         else:
             kept.append(item)
     return kept
-
-
-def _rounded(values, digits: int = 4):
-    return None if values is None else tuple(round(float(v), digits) + 0.0 for v in values)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _were(n: int) -> str:
@@ -123,7 +116,7 @@ def _one_identity(frames: list[Frame], uid: str, skipped: list[tuple[str, str]],
         if len(ranked) < 2:
             continue
         (best, n_best), (_, n_second) = ranked[0], ranked[1]
-        listing = ", ".join(f"{_shown(v)} ({_plural(n, 'slice')})" for v, n in ranked)
+        listing = ", ".join(f"{_shown(v)} ({plural(n, 'slice')})" for v, n in ranked)
         if n_best == n_second:
             files = "; ".join(f"{_shown(v)}: {_some(f.path for f in frames if get(f) == v)}" for v, _ in ranked[:4])
             reason = f"the series mixes {name} values with no majority ({listing}): not loaded, as {why}"
@@ -136,8 +129,8 @@ def _one_identity(frames: list[Frame], uid: str, skipped: list[tuple[str, str]],
                                         f"({n_best} of {len(frames)} slices): {why}"))
         others = ", ".join(_shown(v) for v, _ in ranked[1:])
         n_other = len(frames) - n_best
-        warns.append(f"{_plural(n_other, 'slice')} of this series with another {name} ({others}) than the "
-                     f"majority's {_shown(best)} ({_plural(n_best, 'slice')}) {_were(n_other)} set aside, as {why}; "
+        warns.append(f"{plural(n_other, 'slice')} of this series with another {name} ({others}) than the "
+                     f"majority's {_shown(best)} ({plural(n_best, 'slice')}) {_were(n_other)} set aside, as {why}; "
                      "they are listed in skipped.")
         frames = [f for f in frames if get(f) == best]
     return frames
@@ -156,281 +149,9 @@ def _plausible(frames: list[Frame], skipped: list[tuple[str, str]], warns: list[
     if bad:
         skipped.extend(bad)
         its = "its" if len(bad) == 1 else "their"
-        warns.append(f"{_plural(len(bad), 'slice')} of {len(frames)} {_were(len(bad))} set aside because {its} "
+        warns.append(f"{plural(len(bad), 'slice')} of {len(frames)} {_were(len(bad))} set aside because {its} "
                      f"values are not plausible as HU (e.g. {bad[0][0]}: {bad[0][1]}); they are listed in skipped.")
     return kept
-
-
-# --- acquisitions / reconstructions ------------------------------------------------------------------------
-
-def _value(f: Frame, attribute: str):
-    """The frame's normalised value of one of ACQUISITION_ATTRIBUTES (None when missing)."""
-    if attribute == "AcquisitionNumber":
-        return f.acquisition_number
-    if attribute == "SliceThickness":
-        return None if f.thickness is None else round(f.thickness, 3) + 0.0
-    if attribute == "ImageType":
-        return "\\".join(v.upper() for v in f.image_type) or None
-    return f.kernel or None
-
-
-def _format(attribute: str, value) -> str:
-    """A value as acquisition= spells it ("" for a missing one)."""
-    if value is None:
-        return ""
-    return f"{value:g}" if attribute == "SliceThickness" else str(value)
-
-
-def _sort_value(value) -> tuple:
-    return (0, 0) if value is None else (1, value)
-
-
-@dataclass(frozen=True)
-class AcquisitionSelector:
-    """What ``acquisition=`` asks for (see :func:`parse_acquisition`): the ``index``-th stack (1-based, largest
-    first), or the frames whose attributes equal every ``(attribute, value)`` of ``match``."""
-
-    text: str
-    index: int | None = None
-    match: tuple[tuple[str, object], ...] = ()
-    everything: bool = False  # "all": every acquisition together, not split
-
-    def matches(self, f: Frame) -> bool:
-        for attribute, wanted in self.match:
-            value = _value(f, attribute)
-            if value is None or wanted is None:
-                if value is not wanted:
-                    return False
-            elif attribute == "SliceThickness":
-                if abs(value - wanted) > THICKNESS_TOLERANCE_MM:
-                    return False
-            elif attribute in ("ImageType", "ConvolutionKernel"):
-                if str(value).casefold() != str(wanted).casefold():
-                    return False
-            elif value != wanted:
-                return False
-        return True
-
-
-def parse_acquisition(value) -> AcquisitionSelector | None:
-    """Validates ``load_series(..., acquisition=value)``; raises InputError for a malformed value.
-
-    * ``None``: the largest stack (the default).
-    * an ``int`` ≥ 1, or a string of digits (as ``medinfer predict --acquisition 2`` passes it): the stack with
-      that number in the listing, which is ordered largest first (so 1 is the default), as
-      ``meta["acquisitions"]``, ``Series.warnings`` and the reasons in ``skipped`` number them.
-    * ``"Attribute=value[,Attribute=value...]"`` with attributes among :data:`ACQUISITION_ATTRIBUTES`
-      (case-insensitive names): the frames whose attributes all equal these values — AcquisitionNumber as an
-      integer, SliceThickness in mm (to 1 µm), ImageType as its values joined by ``\\``
-      (``ORIGINAL\\PRIMARY\\AXIAL``) and ConvolutionKernel case-insensitively; an empty value matches a missing
-      attribute. The reasons in ``skipped`` spell each stack's key this way, e.g.
-      ``"AcquisitionNumber=2,SliceThickness=1.25"``. When the matching frames span several stacks, the stack
-      with the most of them is used.
-    * ``"all"``: no split — every acquisition/reconstruction together in one stack, as medinfer did before it
-      split series (for a scan the split gets wrong; slices at the same position are then duplicates).
-    """
-    if value is None or isinstance(value, AcquisitionSelector):
-        return value
-    if isinstance(value, (bool, np.bool_)):
-        raise InputError(f"acquisition={value!r}: expected a stack number (1 = the largest), 'all', or a key such "
-                         "as 'AcquisitionNumber=2,SliceThickness=1.25'")
-    if isinstance(value, (int, np.integer)):
-        if value < 1:
-            raise InputError(f"acquisition={int(value)}: stacks are numbered from 1 (the largest)")
-        return AcquisitionSelector(text=str(int(value)), index=int(value))
-    if not isinstance(value, str):
-        raise InputError(f"acquisition: expected an int or a string, got {type(value).__name__}")
-    text = value.strip()
-    if text.isdecimal():
-        return parse_acquisition(int(text))
-    if text.casefold() == "all":
-        return AcquisitionSelector(text="all", everything=True)
-    names = {a.casefold(): a for a in ACQUISITION_ATTRIBUTES}
-    match: dict[str, object] = {}
-    for part in text.split(","):
-        name, eq, raw = part.partition("=")
-        attribute = names.get(name.strip().casefold())
-        if not eq or attribute is None:
-            raise InputError(f"acquisition={value!r}: expected a stack number (1 = the largest), 'all', or "
-                             f"'Attribute=value,...' with attributes among {', '.join(ACQUISITION_ATTRIBUTES)}; "
-                             f"{part.strip()!r} is none of these")
-        if attribute in match:
-            raise InputError(f"acquisition={value!r}: {attribute} is given twice")
-        raw = raw.strip()
-        try:
-            if not raw:
-                parsed = None
-            elif attribute == "AcquisitionNumber":
-                parsed = int(raw)
-            elif attribute == "SliceThickness":
-                parsed = float(raw.removesuffix("mm").strip())
-                if not math.isfinite(parsed):
-                    raise ValueError
-            elif attribute == "ImageType":
-                parsed = "\\".join(v.strip().upper() for v in raw.split("\\"))
-            else:
-                parsed = raw
-        except ValueError:
-            raise InputError(f"acquisition={value!r}: {attribute} {raw!r} is not "
-                             f"{'an integer' if attribute == 'AcquisitionNumber' else 'a number'}") from None
-        match[attribute] = parsed
-    return AcquisitionSelector(text=text, match=tuple(match.items()))
-
-
-def no_acquisitions(acquisition, what: str) -> None:
-    """Raises InputError when ``acquisition=`` is given for an input that has no acquisitions to choose from."""
-    selector = parse_acquisition(acquisition)
-    if selector is not None:
-        raise InputError(f"acquisition={selector.text!r} selects among the acquisitions of a DICOM series; "
-                         f"{what} has none")
-
-
-@dataclass
-class Stack:
-    """One acquisition/reconstruction of a series: its frames and the distinct values of each attribute."""
-
-    frames: list[Frame]
-    values: dict[str, tuple] = field(default_factory=dict)
-    index: int = 0  # 1-based, largest first
-    key: str = ""  # the acquisition= string that selects it ("" when the series holds one stack)
-    label: str = ""  # the attributes that tell it apart, for messages
-
-    def describe(self) -> str:
-        what = f"{self.label}, " if self.label else ""
-        return f"#{self.index} ({what}{_plural(len(self.frames), 'slice')})"
-
-
-def _depth_extents(groups: list[list[Frame]]) -> list[tuple[float, float]] | None:
-    placed = [f for g in groups for f in g if f.position is not None and f.orientation is not None]
-    if not placed:
-        return None
-    reference = Counter(_rounded(f.orientation) for f in placed).most_common(1)[0][0]
-    normal = np.cross(reference[:3], reference[3:])
-    extents = []
-    for g in groups:
-        depths = [float(f.position @ normal) for f in g
-                  if f.position is not None and f.orientation is not None and _rounded(f.orientation) == reference]
-        if depths:
-            extents.append((min(depths), max(depths)))
-    return extents
-
-
-def _overlap(groups: list[list[Frame]]) -> bool:
-    """Whether frames of different AcquisitionNumbers cover a common range: along the slice normal, or (no
-    positions) in InstanceNumber. Touching ranges (a shared position) overlap."""
-    extents = _depth_extents(groups)
-    tolerance = DUPLICATE_TOLERANCE_MM
-    if extents is None:
-        tolerance = 0.0
-        extents = [(min(n), max(n)) for g in groups if (n := [f.instance for f in g if f.instance is not None])]
-    extents.sort()
-    return any(start <= end + tolerance for (_, end), (start, _) in zip(extents, extents[1:], strict=False))
-
-
-def split_acquisitions(frames: list[Frame]) -> list[Stack]:
-    """The frames' acquisitions/reconstructions, largest first (ties: by their attribute values).
-
-    Frames differing in SliceThickness, ImageType or ConvolutionKernel are different reconstructions. Within
-    one reconstruction, AcquisitionNumbers are separate stacks only when their ranges overlap along the slice
-    normal (or, without positions, in InstanceNumber): consecutive acquisitions covering disjoint ranges are
-    the rotations of one step-and-shoot scan and stay together."""
-    recon: dict[tuple, list[Frame]] = defaultdict(list)
-    for f in frames:
-        recon[tuple(_value(f, a) for a in ACQUISITION_ATTRIBUTES[1:])].append(f)
-    groups: list[list[Frame]] = []
-    for members in recon.values():
-        by_number: dict[object, list[Frame]] = defaultdict(list)
-        for f in members:
-            by_number[f.acquisition_number].append(f)
-        if len(by_number) > 1 and _overlap(list(by_number.values())):
-            groups.extend(by_number.values())
-        else:
-            groups.append(members)
-    stacks = [Stack(g, {a: tuple(sorted({_value(f, a) for f in g}, key=_sort_value))
-                        for a in ACQUISITION_ATTRIBUTES}) for g in groups]
-    stacks.sort(key=lambda s: (-len(s.frames), *(tuple(map(_sort_value, s.values[a])) for a in ACQUISITION_ATTRIBUTES)))
-    differing = [a for a in ACQUISITION_ATTRIBUTES if len({s.values[a] for s in stacks}) > 1]
-    for i, s in enumerate(stacks, 1):
-        s.index = i
-        s.key = ",".join(f"{a}={_format(a, s.values[a][0])}" for a in differing if len(s.values[a]) == 1)
-        s.label = ", ".join(f"{a} " + ", ".join(_format(a, v) or "(missing)" for v in s.values[a])
-                            + (" mm" if a == "SliceThickness" and s.values[a] != (None,) else "")
-                            for a in differing)
-    return stacks
-
-
-def _pick(stack: Stack) -> str:
-    how = f'acquisition={stack.index}'
-    if stack.key:
-        how += f' or acquisition="{stack.key}"'
-    return f"load_series(..., {how}) (medinfer predict --acquisition {stack.index})"
-
-
-def _one_acquisition(frames: list[Frame], uid: str, selector: AcquisitionSelector | None,
-                     skipped: list[tuple[str, str]], warns: list[str]) -> tuple[list[Frame], list[dict] | None]:
-    """The frames of the chosen stack, and meta["acquisitions"] (None for a series of one stack chosen by
-    default)."""
-    stacks = split_acquisitions(frames)
-    listing = "; ".join(s.describe() for s in stacks)
-    if selector is not None and selector.everything:
-        if len(stacks) > 1:
-            warns.append(f"acquisition='all': the {len(stacks)} acquisitions/reconstructions of this series "
-                         f"({listing}) are used together as one stack, not split.")
-        return frames, [_stack_meta(s, True) for s in stacks]
-    if selector is None:
-        chosen, used = stacks[0], stacks[0].frames
-    elif selector.index is not None:
-        if selector.index > len(stacks):
-            reason = f"not loaded: acquisition={selector.index} asks for stack #{selector.index}, the series has " \
-                     f"{len(stacks)}"
-            raise SeriesError(f"series {uid!r}: acquisition={selector.index}, but it holds "
-                              f"{_plural(len(stacks), 'acquisition/reconstruction')}: {listing}",
-                              skipped=[*skipped, *((f.path, reason) for f in frames)])
-        chosen, used = stacks[selector.index - 1], stacks[selector.index - 1].frames
-    else:
-        counts = [sum(selector.matches(f) for f in s.frames) for s in stacks]
-        best = max(range(len(stacks)), key=counts.__getitem__)
-        if counts[best] == 0:
-            reason = f"not loaded: acquisition={selector.text!r} matches no slice of the series"
-            keys = "; ".join(f"{s.describe()}: {s.key or 'every slice'}" for s in stacks)
-            raise SeriesError(f"series {uid!r}: acquisition={selector.text!r} matches no slice; it holds {keys}",
-                              skipped=[*skipped, *((f.path, reason) for f in frames)])
-        chosen = stacks[best]
-        used = [f for f in chosen.frames if selector.matches(f)]
-        for f in chosen.frames:
-            if not selector.matches(f):
-                shown = ", ".join(f"{a}={_format(a, _value(f, a))}" for a, _ in selector.match)
-                skipped.append((f.path, f"not selected by acquisition={selector.text!r} ({shown})"))
-        if sum(1 for c in counts if c) > 1:
-            warns.append(f"acquisition={selector.text!r} matches slices of several acquisitions/reconstructions "
-                         f"({listing}); {chosen.describe()}, with the most matching slices, is used.")
-    if len(stacks) == 1:
-        meta = None if selector is None else [_stack_meta(chosen, True)]
-        return used, meta
-    why = "the largest" if selector is None else f"selected by acquisition={selector.text!r}"
-    for s in stacks:
-        if s is chosen:
-            continue
-        for f in s.frames:
-            skipped.append((f.path, f"another acquisition/reconstruction of this series: {s.describe()} of "
-                                    f"{len(stacks)}, while {chosen.describe()} is used ({why}); to use this one: "
-                                    f"{_pick(s)}"))
-    differing = [a for a in ACQUISITION_ATTRIBUTES if len({s.values[a] for s in stacks}) > 1]
-    tie = ""
-    if selector is None and len(stacks[1].frames) == len(chosen.frames):
-        tie = (f" ({' and '.join(s.describe().split(' (')[0] for s in stacks if len(s.frames) == len(chosen.frames))}"
-               f" have as many slices; #1 comes first by {', '.join(differing)})")
-    others = sum(len(s.frames) for s in stacks if s is not chosen)
-    warns.append(f"This series holds {len(stacks)} acquisitions/reconstructions that differ in "
-                 f"{', '.join(differing)}: {listing}. {chosen.describe()} is used ({why}){tie}; the "
-                 f"{_plural(others, 'slice')} of the others are listed in skipped. To use another: "
-                 f"load_series(..., acquisition=N or \"Attribute=value,...\") or medinfer predict --acquisition N.")
-    return used, [_stack_meta(s, s is chosen) for s in stacks]
-
-
-def _stack_meta(s: Stack, used: bool) -> dict:
-    return {"index": s.index, "key": s.key, "slices": len(s.frames), "used": used,
-            **{a: list(s.values[a]) for a in ACQUISITION_ATTRIBUTES}}
 
 
 # --- order -------------------------------------------------------------------------------------------------
@@ -465,7 +186,7 @@ def _order(frames: list[Frame], skipped: list[tuple[str, str]]) -> tuple[list[Fr
                 missing = "ImagePositionPatient" if f.position is None else "ImageOrientationPatient"
                 skipped.append((f.path, f"no valid {missing}, while the series' other slices have one: "
                                         "it cannot be placed"))
-        placed = keep_majority(placed, lambda f: _rounded(f.orientation), lambda f: list(_rounded(f.orientation)),
+        placed = keep_majority(placed, lambda f: rounded(f.orientation), lambda f: list(rounded(f.orientation)),
                            "ImageOrientationPatient", skipped)
         normal = np.cross(placed[0].orientation[:3], placed[0].orientation[3:])
         depth = {id(f): float(f.position @ normal) for f in placed}
@@ -543,7 +264,8 @@ def _stack(frames: list[Frame]) -> np.ndarray:
 def assemble(frames: list[Frame], uid: str, skipped: list[tuple[str, str]], *, acquisition=None) -> Series:
     """The series made of ``frames`` (all of one SeriesInstanceUID). ``skipped`` — what was already set aside
     for this series — is extended with the frames left out here and becomes ``Series.skipped``.
-    ``acquisition`` picks one of several acquisitions/reconstructions (see :func:`parse_acquisition`)."""
+    ``acquisition`` picks one of several acquisitions/reconstructions
+    (see :func:`~medinfer.io.acquisitions.parse_acquisition`)."""
     selector = parse_acquisition(acquisition)
     warns: list[str] = []
     frames = keep_majority(frames, lambda f: f.pixels.shape, lambda f: "×".join(map(str, f.pixels.shape)),
@@ -552,10 +274,10 @@ def assemble(frames: list[Frame], uid: str, skipped: list[tuple[str, str]], *, a
     frames = _plausible(frames, skipped, warns)
     if not frames:
         raise _no_slice_left(uid, skipped)
-    frames, acquisitions = _one_acquisition(frames, uid, selector, skipped, warns)
+    frames, acquisitions = one_acquisition(frames, uid, selector, skipped, warns)
     frames, meta = _order(frames, skipped)
-    frames = keep_majority(frames, lambda f: _rounded(f.pixel_spacing),
-                           lambda f: list(_rounded(f.pixel_spacing)) if f.pixel_spacing else "(missing)",
+    frames = keep_majority(frames, lambda f: rounded(f.pixel_spacing),
+                           lambda f: list(rounded(f.pixel_spacing)) if f.pixel_spacing else "(missing)",
                            "PixelSpacing", skipped)
     spaced = frames[0].pixel_spacing is not None
     slice_spacing, slice_source = _slice_spacing(frames, meta)
@@ -589,7 +311,7 @@ def assemble(frames: list[Frame], uid: str, skipped: list[tuple[str, str]], *, a
     if assumed:
         warnings.warn(f"series {uid!r}: {assumed} slice(s) have no RescaleSlope/RescaleIntercept; their stored "
                       "values are taken as HU (slope 1, intercept 0) — see meta['rescale']", stacklevel=3)
-        warns.append(f"{_plural(assumed, 'slice')} of {n} {'has' if assumed == 1 else 'have'} no "
+        warns.append(f"{plural(assumed, 'slice')} of {n} {'has' if assumed == 1 else 'have'} no "
                      "RescaleSlope/RescaleIntercept: their stored "
                      "values are taken as HU (slope 1, intercept 0), which is wrong if the scanner stored "
                      "HU + 1024.")

@@ -348,29 +348,6 @@ def _classify_meta(ds: Dataset, meta) -> None:
     _classify(ds)
 
 
-def printable(text: str) -> str:
-    """``text`` as it can be printed and written as UTF-8 JSON: unchanged when printable, else with each
-    character that is not printable escaped. A byte of a file name that is not UTF-8 (which Python holds as
-    a surrogate escape, U+DC80..U+DCFF) becomes ``\\xNN``, as ``os.fsencode(name).decode("utf-8",
-    "backslashreplace")`` writes it; a character that is not printable (newline, ESC, U+202E, a lone
-    surrogate ...) becomes ``\\uNNNN`` (``\\UNNNNNNNN`` beyond the BMP), so the two never collide.
-    Backslashes are kept, so an escaped name is ambiguous only with a name that spells out such an escape."""
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch.isprintable():
-            out.append(ch)
-        elif 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    return "".join(out)
-
-
 def short_reason(exc: BaseException, limit: int = 160) -> str:
     """An exception's message on one line, cut to ``limit`` characters (for ``skipped`` reasons)."""
     text = " ".join(str(exc).split())
