@@ -340,3 +340,16 @@ def test_predict_picks_a_series_by_uid(export, ct5n, tmp_path, capsys):
     (prediction,) = json.loads(out.read_text())["predictions"]
     assert prediction["uid"] == uid and prediction["slices_used"] == len(list(folder.glob("b*.dcm")))
     assert "warnings" in prediction and np.isclose(sum(prediction["probabilities"].values()), 1.0)
+
+
+def test_predict_passes_series_and_acquisition_choices_to_the_loader(export, ct5n):
+    from medinfer.errors import SeriesError
+
+    engine = Engine(export["onnx"])
+    uid = engine.predict(ct5n).uid
+    assert engine.predict(ct5n, series_uid=uid).uid == uid
+    with pytest.raises(SeriesError, match=uid[:8] + "|series_uid"):
+        engine.predict(ct5n, series_uid="1.2.3.not-there")
+    assert len(engine.predict(ct5n, acquisition="all").slice_probabilities) == 5
+    with pytest.raises(SeriesError):
+        engine.predict(ct5n, acquisition=2)  # ct5n is one stack: there is no second acquisition

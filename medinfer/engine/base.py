@@ -207,15 +207,18 @@ class Engine(metaclass=_Opening):
         return self._infer(np.ascontiguousarray(batch, dtype=np.float32))
 
     def predict(self, series, *, aggregate: str = "mean", k: int | None = None, series_uid: str | None = None,
-                acquisition: str | None = None) -> SeriesPrediction:
+                acquisition: int | str | None = None) -> SeriesPrediction:
         """Classify one series: a folder, a list of files, a multi-frame file, an ``(N, H, W)`` HU array or
         a :class:`medinfer.Series`. Slice probabilities are folded by ``aggregate``: ``"mean"`` (the Res-Dense
-        Net paper's rule), ``"max"`` or ``"topk"`` (mean of the ``k`` highest per class)."""
-        return self.predict_many([series], aggregate=aggregate, k=k)[0]
+        Net paper's rule), ``"max"`` or ``"topk"`` (mean of the ``k`` highest per class). ``series_uid`` and
+        ``acquisition`` pick one series of a folder and one acquisition of a series, as in
+        :func:`medinfer.load_series`."""
+        return self.predict_many([series], aggregate=aggregate, k=k, series_uid=series_uid,
+                                 acquisition=acquisition)[0]
 
     def predict_many(self, series_list: Sequence, *, aggregate: str = "mean", k: int | None = None,
                      progress: bool | None = None, series_uid: str | None = None,
-                     acquisition: str | None = None) -> list[SeriesPrediction]:
+                     acquisition: int | str | None = None) -> list[SeriesPrediction]:
         """Classify several series, their slices packed together into full batches by the series batcher,
         which prepares the next batch while this engine runs the current one. ``series_uid`` and
         ``acquisition`` are passed to :func:`medinfer.load_series` for every source that is not a
