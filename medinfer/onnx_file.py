@@ -37,12 +37,13 @@ def plugin_ops(proto: onnx.ModelProto) -> list[str]:
     return sorted({n.op_type for n in proto.graph.node if n.domain == PLUGIN_DOMAIN})
 
 
-def export_digest(proto: onnx.ModelProto) -> str:
-    """The digest over everything an engine reads from the file: the graph's actual hash and every
-    ``medinfer.*`` metadata entry (but the digest and signature themselves)."""
+def export_digest(proto: onnx.ModelProto, graph_hash: str | None = None) -> str:
+    """The digest over everything an engine reads from the file: the graph's actual hash (``graph_hash`` when
+    the caller has it: hashing a full-size graph serialises all its weights) and every ``medinfer.*`` metadata
+    entry (but the digest and signature themselves)."""
     props = {p.key: p.value for p in proto.metadata_props
              if p.key.startswith("medinfer.") and p.key not in (DIGEST_KEY, SIGNATURE_KEY)}
-    return integrity.digest({"graph_sha256": graph_sha256(proto), "metadata_props": props})
+    return integrity.digest({"graph_sha256": graph_hash or graph_sha256(proto), "metadata_props": props})
 
 
 def set_props(proto: onnx.ModelProto, props: dict[str, str]) -> None:
@@ -70,9 +71,10 @@ def read_export(path: str | Path, *, verify: bool = True,
         raise EngineError(f"{path}: not a valid ONNX file (no graph; truncated, damaged or another format)")
     props = {p.key: p.value for p in proto.metadata_props}
     meta = ModelMetadata.from_props(props, path)
-    computed = export_digest(proto)
+    graph_hash = graph_sha256(proto)
+    computed = export_digest(proto, graph_hash)
     if verify:
-        if props.get(GRAPH_SHA_KEY) != graph_sha256(proto):
+        if props.get(GRAPH_SHA_KEY) != graph_hash:
             raise EngineError(f"{path}: the graph's SHA-256 does not match the one recorded at export: the file was "
                               f"damaged or edited after export; {_FIX}")
         integrity.check_digest(path, props.get(DIGEST_KEY), computed, what="ONNX export", fix=_FIX)
@@ -107,8 +109,9 @@ def sign_export(path: Path, key: bytes, *, rehash: bool = False) -> None:
     """Sign ``path`` in place with ``key`` (after the usual checks; ``rehash`` first records the digest of a
     file exported before medinfer kept one, trusting its metadata as it stands)."""
     _, proto, _ = read_export(path, verify=not rehash, authenticate=False)  # refuses what is damaged
-    if rehash and {p.key: p.value for p in proto.metadata_props}.get(GRAPH_SHA_KEY) != graph_sha256(proto):
+    graph_hash = graph_sha256(proto)
+    if rehash and {p.key: p.value for p in proto.metadata_props}.get(GRAPH_SHA_KEY) != graph_hash:
         raise EngineError(f"{path}: the graph's SHA-256 does not match the one recorded at export; {_FIX}")
-    digest = export_digest(proto)
+    digest = export_digest(proto, graph_hash)
     set_props(proto, {DIGEST_KEY: digest, SIGNATURE_KEY: integrity.signature(digest, key)})
     atomic_write(path, proto.SerializeToString())

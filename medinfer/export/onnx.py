@@ -162,9 +162,9 @@ def export_onnx(model_or_checkpoint, path: str | Path, *, opset: int | None = No
                               "fused op, or none the kernels cover); export without plugins")
         check = {"max_abs_diff": diff, "atol": atol, "checked_with": runner, "torch": torch.__version__,
                  "plugins": plugin_ops(proto)}
-        onnx.helper.set_model_props(proto, {**meta.to_props(), GRAPH_SHA_KEY: graph_sha256(proto),
-                                            CHECK_KEY: json.dumps(check)})
-        set_props(proto, {DIGEST_KEY: export_digest(proto)})
+        graph_hash = graph_sha256(proto)
+        onnx.helper.set_model_props(proto, {**meta.to_props(), GRAPH_SHA_KEY: graph_hash, CHECK_KEY: json.dumps(check)})
+        set_props(proto, {DIGEST_KEY: export_digest(proto, graph_hash)})
         proto.doc_string = f"medinfer {meta.name}: {', '.join(meta.class_names)}"
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, proto.SerializeToString())
