@@ -38,7 +38,9 @@ def require() -> ModuleType:
     """The extension, for callers whose backend choice already established it is there."""
     module = native()
     if module is None:
-        raise ImportError(unavailable_reason() or "medinfer._C is not available")
+        from medinfer.errors import ExtensionUnavailable
+
+        raise ExtensionUnavailable(unavailable_reason() or "medinfer._C is not available")
     return module
 
 

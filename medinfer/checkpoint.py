@@ -71,14 +71,15 @@ def _write_config(config: Path, doc: dict, signature: str | None = None) -> None
     atomic_write(config, (json.dumps(doc, indent=2) + "\n").encode())
 
 
-def sign_checkpoint(path: str | Path, key: bytes, *, rehash: bool = False) -> Path:
+def sign_checkpoint(path: str | Path, key: bytes | None, *, rehash: bool = False) -> Path:
     """Sign a checkpoint's config in place (see :func:`medinfer.integrity.sign`); returns the config path."""
     config = find_config(path)
     doc = read_json_record(config, CHECKPOINT_FORMAT, "checkpoint config")
     if not rehash:
-        integrity.check_digest(config, doc.get("digest"), _config_digest(doc), what="checkpoint config", fix=_FIX)
+        integrity.check_digest(config, doc.get("digest"), _config_digest(doc), what="checkpoint config", fix=_FIX,
+                               engine=config)
     _check_weights(config, doc, ModelMetadata.from_dict(doc, config))
-    _write_config(config, doc, integrity.signature(_config_digest(doc), key))
+    _write_config(config, doc, integrity.signature_or_none(_config_digest(doc), key))
     return config
 
 
@@ -160,8 +161,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     config = find_config(path)
     doc = read_json_record(config, CHECKPOINT_FORMAT, "checkpoint config")
     computed = _config_digest(doc)
-    integrity.check_digest(config, doc.get("digest"), computed, what="checkpoint config", fix=_FIX)
-    integrity.check_signature(config, computed, doc.get("signature"), what="checkpoint config")
+    integrity.check_digest(config, doc.get("digest"), computed, what="checkpoint config", fix=_FIX, engine=config)
+    integrity.check_signature(config, computed, doc.get("signature"), what="checkpoint config", engine=config)
     meta = ModelMetadata.from_dict(doc, config)
     weights, data = _check_weights(config, doc, meta)
     m = meta.model

@@ -12,6 +12,10 @@ class MedinferError(Exception):
     """Base of every error medinfer raises deliberately."""
 
 
+class ExtensionUnavailable(MedinferError, ImportError):
+    """The compiled extension ``medinfer._C`` (or its CUDA part) is needed and cannot be loaded; says why."""
+
+
 class InputError(MedinferError, ValueError):
     """User input that cannot be used: a bad file, array, argument or configuration."""
 

@@ -12,7 +12,8 @@ For that, a deployment configures a **key** (``MEDINFER_ENGINE_KEY``: the key it
 ``MEDINFER_ENGINE_KEY_FILE``: a file holding it) and signs its engines (``medinfer sign ENGINE``, or
 :func:`medinfer.sign`): the signature is HMAC-SHA256(key, digest), stored beside the digest. With a key
 configured, every engine must carry a valid signature, or it is refused; without one, signatures are not
-checked (and unsigned engines load as before).
+checked. Files written by medinfer 0.1 carry no digest and are refused until ``medinfer sign --rehash``
+records one (no key needed for that).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ MIN_KEY_BYTES = 16  # HMAC-SHA256 keys shorter than this are guessable
 
 def digest(record: Any) -> str:
     """SHA-256 of ``record`` in canonical JSON (sorted keys, no whitespace, UTF-8)."""
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # NaN/Infinity allowed: a training record may hold them (an epoch that never improved), and the config's
+    # own JSON writes them the same way.
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -61,27 +64,32 @@ def signature(digest_hex: str, key: bytes) -> str:
     return hmac.new(key, digest_hex.encode(), hashlib.sha256).hexdigest()
 
 
-def check_digest(path: Path, recorded: Any, computed: str, *, what: str, fix: str) -> None:
+def signature_or_none(digest_hex: str, key: bytes | None) -> str | None:
+    """The signature with ``key``; ``None`` without one (a rehash that only records the digest)."""
+    return None if key is None else signature(digest_hex, key)
+
+
+def check_digest(path: Path, recorded: Any, computed: str, *, what: str, fix: str, engine: Path) -> None:
     """Refuse ``path`` unless its ``recorded`` digest equals the ``computed`` one. ``what`` names the file
-    kind, ``fix`` says how to make a good one."""
+    kind, ``fix`` says how to make a good one, ``engine`` is the file ``medinfer sign`` takes for it."""
     if recorded is None:
         raise EngineError(f"{path}: the {what} carries no digest of its contents (written by medinfer 0.1, or not "
-                          f"by medinfer); {fix}, or record one with `medinfer sign --rehash {path.name}` if you "
+                          f"by medinfer); {fix}, or record one with `medinfer sign --rehash {engine.name}` if you "
                           "trust it as it is")
     if not isinstance(recorded, str) or not hmac.compare_digest(recorded, computed):
         raise EngineError(f"{path}: the {what}'s contents do not match its digest: it was damaged or edited after "
                           f"it was written (class names, preprocessing, graph or weights); {fix}")
 
 
-def check_signature(path: Path, computed: str, signed: Any, *, what: str) -> None:
+def check_signature(path: Path, computed: str, signed: Any, *, what: str, engine: Path) -> None:
     """With an engine key configured, refuse ``path`` unless ``signed`` is the valid signature of its
-    ``computed`` digest; without one, accept it."""
+    ``computed`` digest; without one, accept it. ``engine`` is the file ``medinfer sign`` takes for it."""
     key = configured_key()
     if key is None:
         return
     if signed is None:
         raise EngineError(f"{path}: an engine key is configured ({KEY_ENV} / {KEY_FILE_ENV}) and this {what} is "
-                          f"not signed; sign it with `medinfer sign {path.name}` where the key is kept")
+                          f"not signed; sign it with `medinfer sign {engine.name}` where the key is kept")
     if not isinstance(signed, str) or not hmac.compare_digest(signed, signature(computed, key)):
         raise EngineError(f"{path}: the {what}'s signature does not match the configured engine key: it was signed "
                           "with another key, or its contents were replaced and re-hashed; do not use it")
@@ -91,9 +99,9 @@ def sign(path: str | Path, key: bytes | str | None = None, *, rehash: bool = Fal
     """Sign an engine file in place — an ONNX export, a checkpoint (its ``.json``, ``.safetensors`` or folder)
     or a TensorRT plan (its ``.plan.json``) — with ``key`` or the configured one. The file is checked first
     (and refused if damaged); ``rehash`` records the digest of a file written before medinfer kept one.
-    Returns the file that now holds the signature."""
+    Without a key, ``rehash`` only records the digest. Returns the file that now holds the signature."""
     signing_key = configured_key(key)
-    if signing_key is None:
+    if signing_key is None and not rehash:
         raise InputError(f"no engine key: pass one, or set {KEY_ENV} or {KEY_FILE_ENV}")
     path = Path(path)
     if not path.exists():

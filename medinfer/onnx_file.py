@@ -11,12 +11,14 @@ the digest over all of them (:mod:`medinfer.integrity`) and, once signed, its si
 from __future__ import annotations
 
 from pathlib import Path
-
-import onnx
+from typing import TYPE_CHECKING
 
 from medinfer import integrity
 from medinfer.errors import EngineError
 from medinfer.metadata import ModelMetadata, atomic_write, sha256_bytes
+
+if TYPE_CHECKING:  # onnx itself is imported where a file is read: `import medinfer.ops` needs only the names below
+    import onnx
 
 INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
 GRAPH_SHA_KEY = "medinfer.graph_sha256"
@@ -48,6 +50,8 @@ def export_digest(proto: onnx.ModelProto, graph_hash: str | None = None) -> str:
 
 def set_props(proto: onnx.ModelProto, props: dict[str, str]) -> None:
     """Set (add or replace) metadata entries, keeping the others."""
+    import onnx
+
     merged = {p.key: p.value for p in proto.metadata_props} | props
     onnx.helper.set_model_props(proto, merged)
 
@@ -58,6 +62,8 @@ def read_export(path: str | Path, *, verify: bool = True,
     medinfer metadata, that (``verify``) its graph and metadata still match the digest recorded at export,
     that (``authenticate``, with an engine key configured) it is signed with that key, and that the graph's
     input and output agree with its metadata. (Only signing passes ``authenticate=False``.)"""
+    import onnx
+
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -77,9 +83,10 @@ def read_export(path: str | Path, *, verify: bool = True,
         if props.get(GRAPH_SHA_KEY) != graph_hash:
             raise EngineError(f"{path}: the graph's SHA-256 does not match the one recorded at export: the file was "
                               f"damaged or edited after export; {_FIX}")
-        integrity.check_digest(path, props.get(DIGEST_KEY), computed, what="ONNX export", fix=_FIX)
+        integrity.check_digest(path, props.get(DIGEST_KEY), computed, what="ONNX export", fix=_FIX,
+                               engine=path)
     if authenticate:  # a file changed on purpose (verify=False) still has to be signed where a key demands it
-        integrity.check_signature(path, computed, props.get(SIGNATURE_KEY), what="ONNX export")
+        integrity.check_signature(path, computed, props.get(SIGNATURE_KEY), what="ONNX export", engine=path)
     check_interface(path, proto, meta)
     return data, proto, meta
 
@@ -105,7 +112,7 @@ def _shape(dims, unknown: str) -> str:
     return "(" + ", ".join(unknown if d is None else str(d) for d in dims) + ")"
 
 
-def sign_export(path: Path, key: bytes, *, rehash: bool = False) -> None:
+def sign_export(path: Path, key: bytes | None, *, rehash: bool = False) -> None:
     """Sign ``path`` in place with ``key`` (after the usual checks; ``rehash`` first records the digest of a
     file exported before medinfer kept one, trusting its metadata as it stands)."""
     _, proto, _ = read_export(path, verify=not rehash, authenticate=False)  # refuses what is damaged
@@ -113,5 +120,6 @@ def sign_export(path: Path, key: bytes, *, rehash: bool = False) -> None:
     if rehash and {p.key: p.value for p in proto.metadata_props}.get(GRAPH_SHA_KEY) != graph_hash:
         raise EngineError(f"{path}: the graph's SHA-256 does not match the one recorded at export; {_FIX}")
     digest = export_digest(proto, graph_hash)
-    set_props(proto, {DIGEST_KEY: digest, SIGNATURE_KEY: integrity.signature(digest, key)})
+    signed = integrity.signature_or_none(digest, key)
+    set_props(proto, {DIGEST_KEY: digest, **({SIGNATURE_KEY: signed} if signed else {})})
     atomic_write(path, proto.SerializeToString())

@@ -353,3 +353,34 @@ def test_predict_passes_series_and_acquisition_choices_to_the_loader(export, ct5
     assert len(engine.predict(ct5n, acquisition="all").slice_probabilities) == 5
     with pytest.raises(SeriesError):
         engine.predict(ct5n, acquisition=2)  # ct5n is one stack: there is no second acquisition
+
+
+def test_rehash_needs_no_key_and_a_damaged_plan_is_never_adopted(export, tmp_path, capsys):
+    proto = onnx.load(export["onnx"])
+    kept = {p.key: p.value for p in proto.metadata_props if p.key != DIGEST_KEY}
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, kept)
+    onnx.save(proto, export["onnx"])
+    assert main(["sign", "--rehash", str(export["onnx"])]) == 0
+    assert "recorded the digest of" in capsys.readouterr().out and SIGNATURE_KEY not in props(export["onnx"])
+    assert Engine(export["onnx"]).metadata.name == "ddc_resnet101"
+    plan = _plan(export, tmp_path)
+    record = sidecar_path(plan)
+    before = record.read_text()
+    plan.write_bytes(b"a damaged plan")
+    with pytest.raises(EngineError, match="plan is damaged or was replaced"):
+        integrity.sign(plan, rehash=True)
+    assert record.read_text() == before  # nothing written
+
+
+def test_checkpoints_with_non_finite_training_figures_save_and_load(tmp_path):
+    config = save_checkpoint(tiny_model("msfe"), tmp_path / "m",
+                             training={"best_val_loss": float("inf"), "history": [{"val_loss": float("nan")}]})
+    assert load_checkpoint(config).training["best_val_loss"] == float("inf")
+
+
+def test_hints_name_the_file_medinfer_sign_takes(export, tmp_path, monkeypatch):
+    plan = _plan(export, tmp_path)
+    monkeypatch.setenv(integrity.KEY_ENV, KEY)
+    with pytest.raises(EngineError, match="sign it with `medinfer sign .*ddc.plan`"):
+        PlanRecord.read(plan)

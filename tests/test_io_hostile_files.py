@@ -766,3 +766,14 @@ def test_non_utf8_names_in_errors_and_image_folders(tmp_path):
     assert s.uid.endswith("images-\\xe9")
     again = load_series(tmp_path, series_uid=s.uid)  # the printable uid picks the series
     assert again.files == s.files
+
+
+def test_paths_with_a_nul_byte_are_refused_or_listed(ct5n, tmp_path):
+    with pytest.raises(InputError, match=r"no such file or folder: a\\u0000b") as info:
+        load_series("a\0b")
+    assert_printable(str(info.value))
+    good = copy_slices(ct5n, tmp_path / "study", 3)
+    s = load_series([*map(str, good), "x\0y"])
+    assert len(s) == 3
+    assert s.skipped == [("x\\u0000y", "invalid path (embedded NUL byte)")]
+    assert_printable(*(x for pair in s.skipped for x in pair))

@@ -83,6 +83,19 @@ def test_bad_files_are_skipped_with_reasons(rng, tmp_path):
     assert len(s) + len(s.skipped) == len(list(tmp_path.iterdir()))
 
 
+def test_an_implausible_first_copy_does_not_push_out_its_plausible_duplicate(rng, tmp_path):
+    hu = rng.integers(-1000, 1000, (3, 12, 12))
+    for k in range(3):
+        _save(tmp_path / f"{k}.png", (hu[k] + 1024).astype(np.uint16))
+    _save(tmp_path / "01.png", np.full((12, 12), 65535, np.uint16))  # sorts before 1.png: the first copy of 1
+    s = load_series(tmp_path)
+    assert [Path(f).name for f in s.files] == ["0.png", "1.png", "2.png"]
+    np.testing.assert_array_equal(s.hu, hu.astype(np.float32))
+    reasons = {Path(p).name: r for p, r in s.skipped}
+    assert list(reasons) == ["01.png"] and "implausible HU" in reasons["01.png"]
+    assert any("1 of 4 image slice(s) were set aside" in w for w in s.warnings)
+
+
 def test_mia_cov19d_layout_is_one_series_per_folder(rng, tmp_path, ct5n):
     for label, n in (("covid", 4), ("non-covid", 6)):
         for k, im in enumerate(_slices(rng, n)):

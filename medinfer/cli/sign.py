@@ -11,7 +11,7 @@ def register(sub) -> None:
                                       "MEDINFER_ENGINE_KEY_FILE")
     p.add_argument("--rehash", action="store_true",
                    help="first record the digest of a file written by medinfer 0.1, which kept none (trusting its "
-                        "contents as they are)")
+                        "contents as they are); without a key, only the digest is recorded")
     p.set_defaults(func=run)
 
 
@@ -27,6 +27,7 @@ def run(args) -> int:
             key = Path(args.key_file).read_bytes().strip()
         except OSError as exc:
             raise InputError(f"--key-file {args.key_file}: cannot read ({exc.strerror})") from None
+    done = "signed" if integrity.configured_key(key) is not None else "recorded the digest of"
     for engine in args.engines:
-        print(f"signed {integrity.sign(engine, key, rehash=args.rehash)}")
+        print(f"{done} {integrity.sign(engine, key, rehash=args.rehash)}")
     return 0

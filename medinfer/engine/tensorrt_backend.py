@@ -70,9 +70,9 @@ class PlanRecord:
         }
 
     @classmethod
-    def read(cls, plan: Path, *, authenticate: bool = True) -> PlanRecord:
-        """The record beside ``plan``, checked against its digest and (``authenticate``, with an engine key
-        configured) its signature. Only signing passes ``authenticate=False``."""
+    def read(cls, plan: Path, *, authenticate: bool = True, verify: bool = True) -> PlanRecord:
+        """The record beside ``plan``, checked against its digest (``verify``) and (``authenticate``, with an
+        engine key configured) its signature. Only signing passes either as False."""
         path = sidecar_path(plan)
         if not path.is_file():
             raise EngineError(f"{plan}: its record {path.name} is missing; medinfer only runs plans it built (with "
@@ -80,9 +80,10 @@ class PlanRecord:
         d = read_json_record(path, PLAN_FORMAT, "plan record")
         fix = f"rebuild the plan: `medinfer build MODEL.onnx -o {plan.name}`"
         computed = _record_digest(d)
-        integrity.check_digest(path, d.get("digest"), computed, what="plan record", fix=fix)
+        if verify:
+            integrity.check_digest(path, d.get("digest"), computed, what="plan record", fix=fix, engine=plan)
         if authenticate:
-            integrity.check_signature(path, computed, d.get("signature"), what="plan record")
+            integrity.check_signature(path, computed, d.get("signature"), what="plan record", engine=plan)
         if d.get("format_version") != PLAN_FORMAT_VERSION:
             raise EngineError(f"{path}: plan record version {d.get('format_version')!r}, this medinfer reads "
                               f"{PLAN_FORMAT_VERSION}; rebuild the plan with this medinfer")
@@ -105,20 +106,20 @@ class PlanRecord:
         return path
 
     @classmethod
-    def sign(cls, plan: Path, key: bytes, *, rehash: bool = False) -> Path:
-        """Sign the plan's record in place (see :func:`medinfer.integrity.sign`); returns the record's path.
-        The record covers the plan through its SHA-256, which is checked first."""
-        path = sidecar_path(plan)
-        if rehash:  # a record written before medinfer kept digests: adopt it as it stands
-            doc = read_json_record(path, PLAN_FORMAT, "plan record")
-            doc["digest"] = _record_digest(doc)
-            atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode())
-        record = cls.read(plan, authenticate=False)
-        if sha256_bytes(plan.read_bytes()) != record.plan_sha256:
-            raise EngineError(f"{plan}: SHA-256 differs from {path.name}: the plan is damaged or was replaced; "
-                              f"{record.rebuild_hint()}")
-        signed = integrity.signature(_record_digest(record.to_dict()), key)
+    def sign(cls, plan: Path, key: bytes | None, *, rehash: bool = False) -> Path:
+        """Sign the plan's record in place (see :func:`medinfer.integrity.sign`; ``rehash`` adopts a record
+        written before medinfer kept digests, as it stands); returns the record's path. The record covers the
+        plan through its SHA-256, which is checked before anything is written."""
+        record = cls.read(plan, authenticate=False, verify=not rehash)
+        record.check_plan(plan, plan.read_bytes())
+        signed = integrity.signature_or_none(_record_digest(record.to_dict()), key)
         return dataclasses.replace(record, signature=signed).write(plan)
+
+    def check_plan(self, plan: Path, data: bytes) -> None:
+        """Refuse plan bytes whose SHA-256 is not the one this record holds."""
+        if sha256_bytes(data) != self.plan_sha256:
+            raise EngineError(f"{plan}: SHA-256 differs from {sidecar_path(plan).name}: the plan is damaged or was "
+                              f"replaced; {self.rebuild_hint()}")
 
     def rebuild_hint(self) -> str:
         command = self.build.get("command") or "medinfer build MODEL.onnx -o PLAN"
@@ -163,9 +164,7 @@ class TensorRTEngine(Engine):
         super().__init__(path, device=device)
         record = PlanRecord.read(self.path)
         plan = self.path.read_bytes()  # checked and deserialised from the same bytes
-        if sha256_bytes(plan) != record.plan_sha256:
-            raise EngineError(f"{self.path}: SHA-256 differs from {sidecar_path(self.path).name}: the plan is "
-                              f"damaged or was replaced; {record.rebuild_hint()}")
+        record.check_plan(self.path, plan)
         ensure_tensorrt()
         if self.device != "cuda":
             raise EngineError(f"{self.path}: TensorRT plans run on a GPU only, not on {self.device}")

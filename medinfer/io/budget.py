@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,8 +179,10 @@ class Budget:
                 f"environment variable {MAX_SERIES_BYTES_ENV} (e.g. {MAX_SERIES_BYTES_ENV}=16G, or =unlimited), "
                 "or load fewer slices", estimate=self.used + need, limit=self.limit, skipped=skipped)
 
-    def charge(self, what: str, frames: list, skipped: list[tuple[str, str]]) -> None:
-        """Counts decoded frames; raises when they exceed the limit (their headers said less)."""
+    def charge(self, what: str, frames: list, skipped: list[tuple[str, str]],
+               more_skipped: Sequence[tuple[str, str]] = ()) -> None:
+        """Counts decoded frames; raises when they exceed the limit (their headers said less), with
+        ``skipped`` + ``more_skipped`` (joined only then) as the error's ``skipped``."""
         for f in frames:
             self.used += int(f.pixels.nbytes + f.pixels.size * HU_BYTES)
         if self.used > self.limit:
@@ -187,4 +190,4 @@ class Budget:
                 f"{what}: the pixels decoded so far already take {byte_size(self.used)} with their float32 HU, "
                 f"over the limit of {byte_size(self.limit)} ({self.source}), more than the headers declared. "
                 f"Raise it with {self.call}(..., max_bytes=...) or {MAX_SERIES_BYTES_ENV}",
-                estimate=self.used, limit=self.limit, skipped=skipped)
+                estimate=self.used, limit=self.limit, skipped=[*skipped, *more_skipped])

@@ -234,15 +234,32 @@ def byte_size(n: float) -> str:
     return f"{n / (1 << 20):.1f} MiB" if n < 1 << 30 else f"{n / (1 << 30):.2f} GiB"
 
 
+_DEFLATED_UID = DeflatedExplicitVRLittleEndian.encode("ascii")  # b"1.2.840.10008.1.2.1.99"
+_META_SCAN = 8 << 10  # the file meta of an ordinary file takes a few hundred bytes
+_META_SCAN_MAX = 1 << 20
+
+
+def _meta_scan_bytes(data: mmap.mmap, offset: int) -> int:
+    """How far from ``offset`` to look for the transfer syntax UID: the file meta group as its
+    (0002,0000) group length gives it (explicit VR little endian), and never less than ``_META_SCAN``
+    bytes (the group length may be missing or wrong) nor more than ``_META_SCAN_MAX``."""
+    head = data[offset:offset + 12]
+    if len(head) == 12 and head[:6] == b"\x02\x00\x00\x00UL":
+        return min(max(12 + int.from_bytes(head[8:12], "little"), _META_SCAN), _META_SCAN_MAX)
+    return _META_SCAN
+
+
 def _deflated_file_meta(data: mmap.mmap, has_marker: bool):
     """``(file_meta, offset of the deflate stream)`` when the file meta says Deflated Explicit VR Little
     Endian, else None (the file is then read as usual, and any problem with its meta reported there)."""
-    from pydicom.filereader import _read_file_meta_info, read_preamble
-
     offset = 128 + 4 if has_marker else 0
     if data[offset:offset + 2] != b"\x02\x00":  # no file meta group
         return None
+    if data.find(_DEFLATED_UID, offset, offset + _meta_scan_bytes(data, offset)) < 0:
+        return None  # the common case: the UID is nowhere in the file meta, no need to parse it
     try:
+        from pydicom.filereader import _read_file_meta_info, read_preamble  # private: None where it is gone
+
         fp = cast(BinaryIO, data)
         read_preamble(fp, force=not has_marker)
         meta = _read_file_meta_info(fp)

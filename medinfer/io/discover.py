@@ -40,6 +40,8 @@ def find_files(src) -> tuple[list[Path], list[tuple[str, str]], str]:
                              f"{printable(_link_target(root))})") from None
         except OSError as exc:
             raise InputError(f"cannot read {printable(str(root))}: {_os_problem(root, exc)}") from None
+        except ValueError:  # an embedded NUL byte: no file can have that name
+            raise InputError(f"no such file or folder: {printable(str(root))}") from None
         entries, label = [root], str(root)
     elif isinstance(src, Sequence) and not isinstance(src, bytearray):
         entries, label = [], f"{len(src)} listed path(s)"
@@ -56,6 +58,9 @@ def find_files(src) -> tuple[list[Path], list[tuple[str, str]], str]:
             info = os.stat(entry)
         except OSError as exc:
             skipped.append((str(entry), _os_problem(entry, exc)))
+            continue
+        except ValueError:
+            skipped.append((printable(str(entry)), "invalid path (embedded NUL byte)"))
             continue
         if stat.S_ISDIR(info.st_mode):
             key = (info.st_dev, info.st_ino)

@@ -111,7 +111,31 @@ def load_image_series(files: list[Path], folder: Path) -> Series:
     if not images:
         raise SeriesError(f"no usable image slice in {folder}: " + "; ".join(f"{p}: {r}" for p, r in skipped[:5]),
                           skipped=skipped)
-    images = keep_majority(images, lambda im: im.kind, lambda im: _KINDS[im.kind], "pixel format", skipped)
+    warns: list[str] = []
+    # Plausible HU first, before the majority votes and duplicate removal: an implausible first copy of a
+    # slice number must not take its place from a plausible duplicate (as on the DICOM path).
+    plausible, bad, checked = [], [], 0
+    for im in images:
+        if im.kind == "8-bit":
+            plausible.append(im)
+            continue
+        checked += 1
+        offset = -HU16_OFFSET if im.kind == "16-bit" else 0.0
+        reason = implausible_hu(im.pixels, 1.0, offset, source="image")
+        if reason is None:
+            plausible.append(im)
+        else:
+            bad.append((im.path, f"{reason} (read as {_KINDS[im.kind]})", im.kind))
+    if bad:
+        skipped.extend((p, r) for p, r, _ in bad)
+        read_as = " or ".join(_KINDS[k] for k in dict.fromkeys(k for _, _, k in bad))
+        warns.append(f"{len(bad)} of {checked} image slice(s) were set aside because their values, read as "
+                     f"{read_as}, are not plausible HU (e.g. {bad[0][0]}: {bad[0][1]}); they are listed "
+                     "in skipped.")
+    if not plausible:
+        raise SeriesError(f"no usable image slice in {folder}: " + "; ".join(f"{p}: {r}" for p, r, _ in bad[:3]),
+                          skipped=skipped)
+    images = keep_majority(plausible, lambda im: im.kind, lambda im: _KINDS[im.kind], "pixel format", skipped)
     images = keep_majority(images, lambda im: im.pixels.shape, lambda im: "×".join(map(str, im.pixels.shape)),
                            "image size", skipped)
     images.sort(key=lambda im: (im.number, im.path))
@@ -119,25 +143,6 @@ def load_image_series(files: list[Path], folder: Path) -> Series:
                       lambda im, first: f"slice number {im.number} already taken by {first.path}", skipped)
     kind = kept[0].kind
     units = "display" if kind == "8-bit" else "HU"
-    warns: list[str] = []
-    if kind != "8-bit":
-        offset = -HU16_OFFSET if kind == "16-bit" else 0.0
-        plausible, bad = [], []
-        for im in kept:
-            reason = implausible_hu(im.pixels, 1.0, offset, source="image")
-            if reason is None:
-                plausible.append(im)
-            else:
-                bad.append((im.path, f"{reason} (read as {_KINDS[kind]})"))
-        if bad:
-            skipped.extend(bad)
-            warns.append(f"{len(bad)} of {len(kept)} image slice(s) were set aside because their values, read as "
-                         f"{_KINDS[kind]}, are not plausible HU (e.g. {bad[0][0]}: {bad[0][1]}); they are listed "
-                         "in skipped.")
-        if not plausible:
-            raise SeriesError(f"no usable image slice in {folder}: " + "; ".join(f"{p}: {r}" for p, r in bad[:3]),
-                              skipped=skipped)
-        kept = plausible
     converted = sum(im.converted for im in kept)
     if converted:
         warns.append(f"{converted} of {len(kept)} image slice(s) were colour or palette images, converted to grey "

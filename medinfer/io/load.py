@@ -116,8 +116,7 @@ def _printable_series(series: Series) -> Series:
     series.skipped = [(printable(str(p)), printable(str(r))) for p, r in series.skipped]
     series.uid = printable(series.uid)
     series.meta = printable_value(series.meta)
-    if isinstance(getattr(series, "warnings", None), list):
-        series.warnings = [printable_lines(w) for w in series.warnings]
+    series.warnings = [printable_lines(w) for w in series.warnings]
     return series
 
 
@@ -167,7 +166,7 @@ def _build(candidate: _Candidate, skipped: list[tuple[str, str]], acquisition=No
         frames.extend(found)
         own.extend(bad)
         if budget is not None:
-            budget.charge(_what(candidate, label), found, [*skipped, *own])
+            budget.charge(_what(candidate, label), found, skipped, own)
     if not frames:
         raise SeriesError(f"series {candidate.uid!r} ({candidate.description or 'no description'}) has no usable "
                           f"slice: {_summary(own)}", skipped=own)

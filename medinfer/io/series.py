@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medinfer.errors import InputError, SeriesError
-from medinfer.hu import SUPPORTED_DTYPES, implausible_hu, to_hu
+from medinfer.hu import FAR_HU, SUPPORTED_DTYPES, implausible_hu, to_hu
 
 UNITS = ("HU", "display")
 
@@ -123,15 +123,15 @@ class Series:
             arr = arr[None]
         if arr.ndim != 3 or 0 in arr.shape:
             raise InputError(f"HU array: expected a non-empty (N, H, W) or (H, W) array, got shape {arr.shape}")
-        if arr.dtype.kind == "f":
-            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            if bad:
-                raise InputError(f"HU array: {bad} non-finite value(s) (NaN or inf); every pixel must be a number")
         with np.errstate(over="ignore"):
             out = np.array(arr, dtype=np.float32, order="C")  # a copy: the caller may reuse theirs
         bad = int(out.size - np.count_nonzero(np.isfinite(out)))
-        if bad:
+        if bad:  # NaN or inf in the input, or finite values too large for float32
             big = arr[~np.isfinite(out)]
+            nonfinite = int(big.size - np.count_nonzero(np.isfinite(big)))
+            if nonfinite:
+                raise InputError(f"HU array: {nonfinite} non-finite value(s) (NaN or inf); every pixel must be a "
+                                 "number")
             raise InputError(f"HU array: {bad} value(s) too large for float32 (e.g. {float(big.flat[0]):.4g}; "
                              f"float32 holds up to ±{float(np.finfo(np.float32).max):.3g}): not HU")
         if check_hu:
@@ -151,7 +151,14 @@ def _check_array_hu(arr: np.ndarray) -> None:
     """Raises InputError naming the slices of an (N, H, W) array that do not hold plausible HU."""
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    bad = [(i, reason) for i in range(arr.shape[0])
+    # implausible_hu's fast path, for every slice at once: only slices whose extremes are not finite or lie
+    # outside FAR_HU need a closer look.
+    lo, hi = FAR_HU
+    with np.errstate(all="ignore"):
+        low = arr.min(axis=(1, 2)).astype(np.float64)
+        high = arr.max(axis=(1, 2)).astype(np.float64)
+        suspect = np.flatnonzero(~(np.isfinite(low) & np.isfinite(high) & (low >= lo) & (high <= hi)))
+    bad = [(int(i), reason) for i in suspect
            if (reason := implausible_hu(arr[i], source="array")) is not None]
     if bad:
         n = arr.shape[0]
