@@ -98,7 +98,7 @@ def run_demo(out: str | Path = "medinfer-demo", *, device: str | None = None, pe
                 f"accuracy {m['accuracy']:.3f}, macro F1 {m['macro']['f1']:.3f}, macro AUC {m['macro']['auc']:.3f}")
 
     t = time.perf_counter()
-    (report.series,) = engine.predict_many([chest], progress=progress)
+    (report.series,) = engine.predict_many([chest], progress=progress, errors="raise")
     report.step("classified the real chest CT series", t, f"{engine.backend} on {engine.device}")
 
     report.artefacts = {

@@ -16,6 +16,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "onnxscript": ("train", "onnxscript (export of the fused ops as plugin nodes)"),
     "triton": ("gpu", "Triton (the fused GPU kernels)"),
     "tensorrt": ("tensorrt", "TensorRT"),
+    "ray": ("ray", "Ray (archive runs on a cluster: medinfer predict --ray)"),
 }
 
 

@@ -312,7 +312,7 @@ def test_written_engines_respect_the_umask(tmp_path, umask, tiny_exports):
 # --- the command line checks its outputs first ----------------------------------------------------------------------
 @pytest.mark.parametrize("target", ["{tmp}/out/", "{tmp}", "{tmp}/missing/p.json"])
 def test_predict_checks_its_json_path_before_any_work(export, ct5n, tmp_path, capsys, target, monkeypatch):
-    monkeypatch.setattr(Engine, "predict_many", lambda *a, **k: pytest.fail("ran before checking --json"))
+    monkeypatch.setattr(Engine, "stream", lambda *a, **k: pytest.fail("ran before checking --json"))
     (tmp_path / "out").mkdir()
     rc = main(["predict", str(ct5n), "--engine", str(export["onnx"]), "--json", target.format(tmp=tmp_path)])
     assert rc == 1
@@ -333,13 +333,17 @@ def test_predict_picks_a_series_by_uid(export, ct5n, tmp_path, capsys):
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.save_as(folder / f"b{i}.dcm", enforce_file_format=True)
     uid = pydicom.dcmread(folder / "b0.dcm").SeriesInstanceUID
-    assert main(["predict", str(folder), "--engine", str(export["onnx"])]) == 1
-    assert "--series-uid" in capsys.readouterr().err
+    both = tmp_path / "both.json"
+    assert main(["predict", str(folder), "--engine", str(export["onnx"]), "--json", str(both)]) == 0
+    assert len(json.loads(both.read_text())["predictions"]) == 2  # a study folder: every series in it
     out = tmp_path / "p.json"
     assert main(["predict", str(folder), "--engine", str(export["onnx"]), "--series-uid", uid, "--json", str(out)]) == 0
-    (prediction,) = json.loads(out.read_text())["predictions"]
+    doc = json.loads(out.read_text())
+    (prediction,) = doc["predictions"]
     assert prediction["uid"] == uid and prediction["slices_used"] == len(list(folder.glob("b*.dcm")))
     assert "warnings" in prediction and np.isclose(sum(prediction["probabilities"].values()), 1.0)
+    (other,) = doc["excluded"]
+    assert other["uid"] != uid and f"--select SeriesInstanceUID={uid}" in other["reason"]
 
 
 def test_predict_passes_series_and_acquisition_choices_to_the_loader(export, ct5n):

@@ -51,7 +51,7 @@ def run(args) -> int:
     if engine.metadata.weights_sha256 != reference.metadata.weights_sha256:
         raise InputError(f"{args.engine} was not made from {args.reference}: their weights' SHA-256 differ")
     series = load_study(args.data)
-    report = compare(engine.predict_many(series), reference.predict_many(series))
+    report = compare(engine.predict_many(series, errors="raise"), reference.predict_many(series, errors="raise"))
     report.update(engine=str(args.engine), backend=engine.backend, reference=str(args.reference),
                   data=str(args.data), thresholds={"max_diff": args.max_diff, "min_agreement": args.min_agreement})
     report["passed"] = report["max_abs_diff"] <= args.max_diff and report["slice_label_agreement"] >= args.min_agreement

@@ -6,19 +6,25 @@ engine checks its file (format, version, checksums) before anything runs, and of
 
 * ``infer(batch)``: ``(B, C, H, W)`` float32 → ``(B, K)`` class probabilities;
 * ``predict(series)``: anything :func:`medinfer.load_series` accepts → :class:`SeriesPrediction`;
-* ``predict_many(series_list)``: slices of many series batched together by the C++ series batcher, the
-  next batch prepared while the current one runs.
+* ``predict_many(series_list)``: one prediction per input, in order, through :meth:`Engine.stream`;
+* ``stream(sources)``: ``(index, prediction)`` as each series finishes — series loaded by background threads
+  into a bounded queue, their slices packed across series into full batches by the C++ series batcher while
+  the engine runs (:mod:`medinfer.runtime.stream`). Memory is bounded by the queue, not by the input.
+
+A series that cannot be loaded or classified comes out with ``status="error"`` and the reason, every other
+series is classified (``errors="raise"`` raises instead; :meth:`Engine.predict` raises by default).
 
 Engines are safe to call from several threads.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,25 +37,37 @@ from medinfer.metadata import ModelMetadata
 from medinfer.preprocess import Preprocess
 
 
+STATUSES = ("ok", "error")
+
+
 @dataclass
 class SeriesPrediction:
-    """What an engine says about one series."""
+    """What an engine says about one series. ``status`` is ``"ok"``, or ``"error"`` when the series could not
+    be loaded or classified: ``error`` then says why (the file and the problem), ``label`` is ``""`` and
+    ``probabilities`` is empty."""
 
     label: str  # the class with the highest aggregated probability
     probabilities: dict[str, float]  # class -> aggregated probability
     slice_probabilities: np.ndarray  # (N, K), slices in anatomical order
     skipped: list[tuple[str, str]]  # (path, reason) of every input slice that was not used
-    timings: dict[str, float]  # seconds: load, preprocess, infer, total
+    timings: dict[str, float]  # seconds: load, preprocess, infer (its shares of batches), total (load to result)
     uid: str = ""  # the series' UID
     source: str = ""  # what was passed in (a path), "" for arrays
     aggregate: str = "mean"
     files: list[str] = field(default_factory=list)  # one per row of slice_probabilities
     warnings: list[str] = field(default_factory=list)  # what the loader noticed (gaps, tilt, slices set aside, ...)
+    status: str = "ok"
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
     def to_dict(self, slices: bool = True) -> dict[str, Any]:
         """JSON-serialisable form; ``slices=False`` leaves out the per-slice rows."""
         d: dict[str, Any] = {
-            "uid": self.uid, "source": self.source, "label": self.label, "probabilities": self.probabilities,
+            "uid": self.uid, "source": self.source, "status": self.status, "error": self.error,
+            "label": self.label, "probabilities": self.probabilities,
             "aggregate": self.aggregate, "slices_used": int(len(self.slice_probabilities)),
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped], "warnings": self.warnings,
             "timings": self.timings,
@@ -207,64 +225,83 @@ class Engine(metaclass=_Opening):
         return self._infer(np.ascontiguousarray(batch, dtype=np.float32))
 
     def predict(self, series, *, aggregate: str = "mean", k: int | None = None, series_uid: str | None = None,
-                acquisition: int | str | None = None) -> SeriesPrediction:
+                acquisition: int | str | None = None, errors: str = "raise") -> SeriesPrediction:
         """Classify one series: a folder, a list of files, a multi-frame file, an ``(N, H, W)`` HU array or
         a :class:`medinfer.Series`. Slice probabilities are folded by ``aggregate``: ``"mean"`` (the Res-Dense
         Net paper's rule), ``"max"`` or ``"topk"`` (mean of the ``k`` highest per class). ``series_uid`` and
         ``acquisition`` pick one series of a folder and one acquisition of a series, as in
-        :func:`medinfer.load_series`."""
+        :func:`medinfer.load_series`. A series that cannot be classified raises (``errors="record"``: a
+        prediction with ``status="error"`` instead)."""
         return self.predict_many([series], aggregate=aggregate, k=k, series_uid=series_uid,
-                                 acquisition=acquisition)[0]
+                                 acquisition=acquisition, errors=errors, progress=False)[0]
 
     def predict_many(self, series_list: Sequence, *, aggregate: str = "mean", k: int | None = None,
                      progress: bool | None = None, series_uid: str | None = None,
-                     acquisition: int | str | None = None) -> list[SeriesPrediction]:
-        """Classify several series, their slices packed together into full batches by the series batcher,
-        which prepares the next batch while this engine runs the current one. ``series_uid`` and
-        ``acquisition`` are passed to :func:`medinfer.load_series` for every source that is not a
-        :class:`medinfer.Series` already.
+                     acquisition: int | str | None = None, errors: str = "record", loaders: int | None = None,
+                     depth: int | None = None) -> list[SeriesPrediction]:
+        """Classify several series: one prediction per input, in input order, through :meth:`stream`. A
+        series that cannot be loaded or classified gives ``status="error"`` and the reason; the others are
+        classified (``errors="raise"``: the first failure is raised). A progress bar (series done and failed,
+        slices/s) shows on a terminal, or as ``progress`` says."""
+        from medinfer.progress import StreamProgress
 
-        Progress bars (loading, then inference) show on a terminal, or as ``progress`` says. Each prediction's
-        ``load`` time is its own; ``preprocess`` and ``infer`` are shared work, apportioned to series by their
-        slice counts.
-        """
-        from medinfer.io import Series, load_series
-        from medinfer.progress import progress_bar
-        from medinfer.runtime import SeriesBatcher
+        out: list[SeriesPrediction | None] = [None] * len(series_list)
+        stream = self.stream(series_list, aggregate=aggregate, k=k, series_uid=series_uid,
+                             acquisition=acquisition, errors=errors, loaders=loaders, depth=depth)
+        with StreamProgress(total=len(series_list), progress=progress) as bar:
+            for index, pred in stream:
+                out[index] = pred
+                bar.update(pred.status, len(pred.slice_probabilities))
+        return out  # type: ignore[return-value]  # every index is filled: the stream yields each input once
+
+    def stream(self, sources: Iterable, *, aggregate: str = "mean", k: int | None = None,
+               series_uid: str | None = None, acquisition: int | str | None = None, errors: str = "record",
+               loaders: int | None = None, depth: int | None = None,
+               load: Callable[[Any], Any] | None = None,
+               describe: Callable[[Any], tuple[str, str]] | None = None) -> Iterator[tuple[int, SeriesPrediction]]:
+        """``(index, prediction)`` for each source as soon as its series is classified (completion order).
+
+        ``sources`` may be any iterable, a generator included (read by the loader threads as they need more).
+        ``loaders`` threads (default 2) read series into a queue of at most ``depth`` (default 4) series;
+        ``load(source) -> Series`` and ``describe(source) -> (source name, uid)`` replace how a source is read
+        (default :func:`medinfer.load_series` with ``series_uid`` / ``acquisition``) and named. Timings per
+        prediction: its own ``load``, its shares of batch ``preprocess`` and ``infer``, and ``total`` from the
+        start of its loading to its result."""
         from medinfer.runtime.batcher import check_aggregate
+        from medinfer.runtime.stream import Stream
 
         check_aggregate(aggregate, k)
-        start = time.perf_counter()
-        loaded, load_times = [], []
-        for src in progress_bar(series_list, desc="loading", unit="series", leave=False, progress=progress):
-            t = time.perf_counter()
-            loaded.append(src if isinstance(src, Series) else
-                          load_series(src, series_uid=series_uid, acquisition=acquisition))
-            load_times.append(time.perf_counter() - t)
-        total = sum(len(s) for s in loaded)
-        infer_s = 0.0
-        with SeriesBatcher(self.preprocess, self.preferred_batch).run(loaded) as run, \
-                progress_bar(total=total, desc="inference", unit="slice", leave=False, progress=progress) as bar:
-            for batch in run:
-                t = time.perf_counter()
-                scores = self.infer(batch.data[: batch.count])
-                infer_s += time.perf_counter() - t
-                run.record(batch, scores)
-                bar.update(batch.count)
-            folded = run.results(aggregate, k)
-            prepare_s = run.stats.prepare_seconds
-        shared = time.perf_counter() - start - sum(load_times)
-        out = []
-        for src, series, scores, load_s in zip(series_list, loaded, folded, load_times, strict=True):
-            share = len(series) / total if total else 0.0
-            best = int(np.argmax(scores.score))
-            out.append(SeriesPrediction(
-                label=self.class_names[best],
-                probabilities={c: float(p) for c, p in zip(self.class_names, scores.score, strict=True)},
-                slice_probabilities=scores.slice_scores, skipped=list(series.skipped),
-                timings={"load": load_s, "preprocess": prepare_s * share, "infer": infer_s * share,
-                         "total": load_s + shared * share},
-                uid=series.uid, source=_source_name(src), aggregate=aggregate,
-                files=list(series.files), warnings=list(series.warnings),
-            ))
-        return out
+        if load is None:
+            load = functools.partial(_load_source, series_uid=series_uid, acquisition=acquisition)
+        finish = functools.partial(self._prediction, aggregate=aggregate, k=k)
+        return iter(Stream(self, sources, load=load, describe=describe or _describe_source, finish=finish,
+                           errors=errors, loaders=loaders, depth=depth))
+
+    def _prediction(self, outcome, *, aggregate: str, k: int | None) -> SeriesPrediction:
+        from medinfer.runtime.batcher import fold
+        from medinfer.runtime.stream import error_message
+
+        timings = {"load": outcome.load_s, "preprocess": outcome.prepare_s, "infer": outcome.infer_s,
+                   "total": time.perf_counter() - outcome.started}
+        common = dict(skipped=outcome.skipped, timings=timings, uid=outcome.uid, source=outcome.source,
+                      aggregate=aggregate, warnings=outcome.warnings)
+        if outcome.error is not None:
+            return SeriesPrediction(label="", probabilities={}, status="error", error=error_message(outcome),
+                                    slice_probabilities=np.zeros((0, len(self.class_names)), np.float64), **common)
+        score = fold(outcome.scores, aggregate, k)
+        return SeriesPrediction(
+            label=self.class_names[int(np.argmax(score))],
+            probabilities={c: float(p) for c, p in zip(self.class_names, score, strict=True)},
+            slice_probabilities=outcome.scores, files=outcome.files, **common)
+
+
+def _load_source(src, *, series_uid: str | None, acquisition: int | str | None):
+    from medinfer.io import Series, load_series
+
+    return src if isinstance(src, Series) else load_series(src, series_uid=series_uid, acquisition=acquisition)
+
+
+def _describe_source(src) -> tuple[str, str]:
+    from medinfer.io import Series
+
+    return _source_name(src), src.uid if isinstance(src, Series) else ""

@@ -50,7 +50,7 @@ def evaluate(run_or_checkpoint: str | Path | Engine, data: str | Path, out: str 
     items, labels, series, used, skipped = read_split(source, split, names, progress)
     skipped = [*source.skipped, *skipped]
     y = labels[used]
-    preds = engine.predict_many(series, aggregate=aggregate, progress=progress)
+    preds = engine.predict_many(series, aggregate=aggregate, progress=progress, errors="raise")
     probs = np.stack([[p.probabilities[c] for c in names] for p in preds])
     headline = classification_metrics(y, probs, names)
     level = "series" if source.kind == "series" else "roi"

@@ -24,7 +24,9 @@ import os
 import stat
 import warnings
 import zlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -41,6 +43,8 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+
+from medinfer.io.select import SELECTION_TAGS, series_attributes, source_keywords
 
 MAX_FILE_BYTES = 2 << 30
 MAX_SIDE = 16384  # Rows / Columns
@@ -85,6 +89,8 @@ class Header:
     rows: int | None = None
     columns: int | None = None
     bits_allocated: int | None = None
+    # The file's attributes for series selection and reporting (medinfer.io.select.series_attributes).
+    attributes: dict = field(default_factory=dict, hash=False)
 
     @property
     def pixel_count(self) -> int:
@@ -122,8 +128,18 @@ class Frame:
 
 
 # What read_header needs; parsing only these makes the first pass over a large folder cheap.
+# SharedFunctionalGroupsSequence: where Enhanced CT keeps SliceThickness, ImageOrientationPatient ... for
+# selection (small; the per-frame groups, which can be large, are not read).
 HEADER_TAGS = ["SOPClassUID", "Modality", "SeriesInstanceUID", "SeriesDescription", "SeriesNumber", "NumberOfFrames",
-               "Rows", "Columns", "BitsAllocated"]
+               "Rows", "Columns", "BitsAllocated", "SharedFunctionalGroupsSequence"]
+
+
+@lru_cache(maxsize=32)
+def _header_tags(tags: tuple[str, ...]) -> tuple[list[str], tuple[str, ...]]:
+    """(what to parse, which attributes to report) for read_header's ``tags``: validated once per set of
+    tags, not per file (an unknown keyword raises InputError here rather than failing every file)."""
+    keywords = tuple(dict.fromkeys((*SELECTION_TAGS, *tags)))
+    return list(dict.fromkeys((*HEADER_TAGS, *source_keywords(keywords)))), keywords
 
 
 def file_kind(mode: int) -> str:
@@ -442,18 +458,22 @@ def _classify(ds: Dataset) -> None:
         raise Unusable(f"{kind} ({_sop_name(sop)}), not a CT image")
 
 
-def read_header(path: str | Path) -> Header | str:
-    """Classifies a file from its header. Returns a Header for a CT image, else the reason it is unusable."""
+def read_header(path: str | Path, tags: Sequence[str] = ()) -> Header | str:
+    """Classifies a file from its header. Returns a Header for a CT image, else the reason it is unusable.
+    ``Header.attributes`` holds :data:`~medinfer.io.select.SELECTION_TAGS` and ``tags`` (DICOM keywords, or
+    computed ones such as Orientation) as far as the file has them."""
     path = Path(path)
+    parse, keywords = _header_tags(tuple(tags))
     try:
-        ds = _read_dataset(path, stop_before_pixels=True, tags=HEADER_TAGS)
+        ds = _read_dataset(path, stop_before_pixels=True, tags=parse)
         _classify(ds)
         return Header(path=str(path), series_uid=_text(ds, "SeriesInstanceUID"),
                       description=_text(ds, "SeriesDescription"),
                       series_number=_optional_int(ds, "SeriesNumber"),
                       frames=max(_optional_int(ds, "NumberOfFrames") or 1, 1),
                       rows=_optional_int(ds, "Rows"), columns=_optional_int(ds, "Columns"),
-                      bits_allocated=_optional_int(ds, "BitsAllocated"))
+                      bits_allocated=_optional_int(ds, "BitsAllocated"),
+                      attributes=series_attributes(ds, keywords))
     except Unusable as exc:
         return str(exc)
     except Exception as exc:  # deferred value conversion can fail on any malformed element

@@ -45,6 +45,7 @@ class _Candidate:
     dicom: bool
     decoded_bytes: int | None = None  # stored pixels + float32 HU, from the headers (images: on first need)
     shapes: Counter = field(default_factory=Counter)  # (rows, cols) -> slices
+    attributes: dict = field(default_factory=dict)  # selection attributes of its first file (DICOM only)
 
     def estimate(self) -> int:
         """Bytes this series takes once decoded, from its files' headers; no pixel is decoded."""
@@ -68,7 +69,8 @@ class _Scan:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # not attributable to any series
 
 
-def _scan(src) -> _Scan:
+def _scan(src, tags: Sequence[str] = ()) -> _Scan:
+    """The series in ``src`` from their files' headers (reading ``tags`` too, for selection rules)."""
     files, skipped, label = find_files(src)
     scan = _Scan(label, skipped=skipped)
     dicom: dict[str, list[Header]] = defaultdict(list)
@@ -77,7 +79,7 @@ def _scan(src) -> _Scan:
         if is_image_file(path):
             images[path.parent].append(path)
             continue
-        header = read_header(path)
+        header = read_header(path, tags)
         if isinstance(header, str):
             scan.skipped.append((str(path), header))
         else:
@@ -90,7 +92,8 @@ def _scan(src) -> _Scan:
             shapes[(h.rows or 0, h.columns or 0)] += h.frames
         scan.candidates.append(_Candidate(uid, first.description, sum(h.frames for h in headers), (0, number, uid),
                                           [Path(h.path) for h in headers], dicom=True,
-                                          decoded_bytes=sum(dicom_bytes(h) for h in headers), shapes=shapes))
+                                          decoded_bytes=sum(dicom_bytes(h) for h in headers), shapes=shapes,
+                                          attributes=first.attributes))
     for folder, paths in images.items():
         scan.candidates.append(_Candidate(str(folder.resolve()), folder.name, len(paths), (1, str(folder)),
                                           sorted(paths), dicom=False))

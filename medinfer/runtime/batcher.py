@@ -233,17 +233,18 @@ class BatchRun:
         if missing.size:
             raise InputError(f"results: batch(es) {missing[:10].tolist()} have no scores yet: record() every batch "
                              "first")
-        out = []
-        for s in range(len(self._offsets) - 1):
-            scores = self._scores[self._offsets[s] : self._offsets[s + 1]].copy()
-            if aggregate == "mean":
-                score = scores.mean(axis=0)
-            elif aggregate == "max":
-                score = scores.max(axis=0)
-            else:
-                score = np.sort(scores, axis=0)[-min(int(k), len(scores)) :].mean(axis=0)
-            out.append(SeriesScores(slice_scores=scores, score=score, aggregate=aggregate))
-        return out
+        return [SeriesScores(slice_scores=(scores := self._scores[lo:hi].copy()), score=fold(scores, aggregate, k),
+                             aggregate=aggregate)
+                for lo, hi in zip(self._offsets[:-1], self._offsets[1:], strict=True)]
+
+
+def fold(scores: np.ndarray, aggregate: str = "mean", k: int | None = None) -> np.ndarray:
+    """One series' ``(N, K)`` slice scores -> its ``(K,)`` score (see :meth:`BatchRun.results`)."""
+    if aggregate == "mean":
+        return scores.mean(axis=0)
+    if aggregate == "max":
+        return scores.max(axis=0)
+    return np.sort(scores, axis=0)[-min(int(k), len(scores)) :].mean(axis=0)
 
 
 def check_aggregate(aggregate: str, k: int | None) -> None:
@@ -292,11 +293,18 @@ class SeriesBatcher:
         self.threads = threads
         self.backend = backend
 
-    def run(self, series: Sequence[Series | np.ndarray] | Series | np.ndarray) -> BatchRun:
-        """Start a pass over ``series`` (a list, or a single Series / (N, H, W) HU array)."""
+    def run(self, series: Sequence[Series | np.ndarray] | Series | np.ndarray, *,
+            rows: Sequence[tuple[int, int]] | None = None) -> BatchRun:
+        """Start a pass over ``series`` (a list, or a single Series / (N, H, W) HU array). ``rows``, one
+        ``(start, stop)`` per series, takes only those slices of each, as if the series held just them (the
+        streaming pipeline batches series piece by piece this way, without copying their pixels)."""
         if isinstance(series, (Series, np.ndarray)):
             series = [series]
         inputs = _series_inputs(series, self.preprocess)
+        if rows is not None:
+            if len(rows) != len(inputs):
+                raise InputError(f"SeriesBatcher.run: {len(rows)} row ranges for {len(inputs)} series")
+            inputs = [(p[lo:hi], s[lo:hi], i[lo:hi]) for (p, s, i), (lo, hi) in zip(inputs, rows, strict=True)]
         offsets = np.concatenate([[0], np.cumsum([p.shape[0] for p, _, _ in inputs], dtype=np.int64)])
         if self.backend == "numpy":
             producer = _NumpyProducer(self.preprocess, self.batch_size, self.dtype, inputs, offsets)
