@@ -71,10 +71,7 @@ class ResultsFile:
     # Reading (resume) ------------------------------------------------------------------------------------
     def _read(self) -> list[dict]:
         if self.path.suffix == ".parquet":
-            try:
-                return _pyarrow(self.path).parquet.read_table(self.path).to_pylist()
-            except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-                raise InputError(f"{self.path}: not a readable Parquet results file ({exc})") from None
+            return _read_parquet(self.path)
         data = self.path.read_bytes()
         lines = data.split(b"\n")
         complete, tail = lines[:-1], lines[-1]
@@ -139,8 +136,15 @@ def read_results(path: str | os.PathLike) -> list[dict]:
     """The records of a results file (Parquet rows come back flat, as written)."""
     path = Path(path)
     if path.suffix == ".parquet":
-        return _pyarrow(path).parquet.read_table(path).to_pylist()
+        return _read_parquet(path)
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _read_parquet(path: Path) -> list[dict]:
+    try:
+        return _pyarrow(path).parquet.read_table(path).to_pylist()
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(f"{path}: not a readable Parquet results file ({exc})") from None
 
 
 def _flat(record: dict) -> dict:

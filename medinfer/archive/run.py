@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from medinfer.archive.results import ResultsFile, excluded_record, prediction_record
+from medinfer.archive.results import ResultsFile, excluded_record, prediction_record, record_key
 from medinfer.errors import InputError
 from medinfer.io.catalog import NoSeries, SeriesRef, discover
 from medinfer.io.select import Selection
@@ -150,9 +150,8 @@ class ArchiveRun:
         return True
 
     def emit(self, record: dict) -> None:
-        key = (record["uid"], record["source"])
         with self._lock:
-            position = self._order.pop(key, len(self._seen))
+            position = self._order.pop(record_key(record), len(self._seen))
         self._record(position, record)
         self.progress.update(record["status"], record.get("slices_used", 0))
 
@@ -164,7 +163,7 @@ class ArchiveRun:
     def accept(self, record: dict) -> None:
         """A record made elsewhere — by a Ray worker, which discovered, selected and classified the series
         itself: recorded unless its series was recorded already (a root listed twice)."""
-        key = (record["uid"], record["source"])
+        key = record_key(record)
         with self._lock:
             if key in self._seen:
                 return
