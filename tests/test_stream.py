@@ -90,7 +90,7 @@ def test_the_loader_queue_never_holds_more_than_its_depth(engine, rng, depth, lo
         with lock:
             alive.add(id(series))
             most[0] = max(most[0], len(alive))
-        weakref.finalize(series, lambda key=id(series): alive.discard(key))
+        weakref.finalize(series, alive.discard, id(series))
         return series
 
     slow = _SlowEngine(engine, 0.01)
@@ -116,7 +116,7 @@ def test_a_result_comes_as_soon_as_its_series_is_scored(engine, rng):
         yield _series(rng, 2)
 
     got = []
-    for index, pred in engine.stream(sources(), loaders=1):
+    for index, _ in engine.stream(sources(), loaders=1):
         got.append(index)
         first_result.set()
     assert got == [0, 1]

@@ -89,7 +89,8 @@ class ArchiveSummary:
                 lines.append(f"{title}:")
                 lines += [f"  {source}: {_short(why)}" for source, why in items[:limit]]
                 if len(items) > limit:
-                    lines.append(f"  … and {len(items) - limit} more" + (f" (see {self.output})" if self.output else ""))
+                    where = f" (see {self.output})" if self.output else ""
+                    lines.append(f"  … and {len(items) - limit} more{where}")
         lines += self.notes
         return "\n".join(lines)
 

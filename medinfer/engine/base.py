@@ -36,7 +36,6 @@ from medinfer.errors import EngineError, InputError
 from medinfer.metadata import ModelMetadata
 from medinfer.preprocess import Preprocess
 
-
 STATUSES = ("ok", "error")
 
 

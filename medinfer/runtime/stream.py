@@ -19,6 +19,7 @@ raised (``errors="raise"``). Everything else is classified.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -255,10 +256,8 @@ class Stream:
     def _stop_with(self, exc: BaseException) -> None:
         self._crash = exc
         self._stop.set()
-        try:
+        with contextlib.suppress(queue.Full):  # the consumer polls the stop flag anyway
             self._ready.queue.put_nowait(_DONE)
-        except queue.Full:
-            pass
 
     # The caller's thread ---------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[int, Any]]:
