@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from medinfer import cpu
 from medinfer.bench import archive as bench
 from medinfer.bench.machine import describe, one_line
 
@@ -43,7 +44,8 @@ class _Report:
     name = "medinfer-archive-report"
 
     def __init__(self) -> None:
-        self.figures: dict = {"isa": bench.isa_features(), "archives": {}, "throughput": {}, "memory": {}}
+        self.figures: dict = {"isa": [n for n, on in cpu.features().items() if on], "archives": {}, "throughput": {},
+                              "memory": {}}
 
     @pytest.hookimpl(trylast=True)
     def pytest_benchmark_update_json(self, config, benchmarks, output_json):

@@ -3,9 +3,10 @@
 Two roles share it:
 
 * ``ops`` — the fused kernels of :mod:`medinfer.ops`: ``torch`` (the reference), ``triton``, ``cuda``.
-* ``engine`` — whole-model inference: ``torch``, ``onnxruntime``, ``tensorrt``.
+* ``engine`` — whole-model inference: ``torch``, ``onnxruntime``, ``openvino``, ``tensorrt``.
 
-:func:`select` resolves a request. An explicit choice (argument, or the environment variables
+:func:`select` resolves a request; :func:`choose_engine` picks among the backends that run one engine file.
+An explicit choice (argument, or the environment variables
 ``MEDINFER_OPS_BACKEND`` / ``MEDINFER_ENGINE_BACKEND``) fails loudly with the reason when it cannot run;
 an automatic choice takes the first available backend of :data:`AUTO_ORDER` for the device. Probes never
 raise and never require the optional packages: they return ``None`` when the backend can run, or a
@@ -33,7 +34,7 @@ DEVICES = ("cpu", "cuda")
 AUTO_ORDER: dict[tuple[str, str], tuple[str, ...]] = {
     ("ops", "cpu"): ("torch",),
     ("ops", "cuda"): ("cuda", "triton", "torch"),
-    ("engine", "cpu"): ("onnxruntime", "torch"),
+    ("engine", "cpu"): ("openvino", "onnxruntime", "torch"),
     ("engine", "cuda"): ("tensorrt", "onnxruntime", "torch"),
 }
 
@@ -130,6 +131,38 @@ def _probe_onnxruntime(device: str) -> str | None:
     return None
 
 
+def _probe_openvino(device: str) -> str | None:
+    if device == "cuda":
+        return "OpenVINO runs on the CPU here (its GPU plugin is for Intel GPUs)"
+    ov = _import("openvino")
+    if isinstance(ov, str):
+        return f"OpenVINO cannot be imported ({ov}); pip install 'medinfer[openvino]'"
+    try:
+        devices = ov.Core().available_devices
+    except RuntimeError as exc:
+        return f"OpenVINO {ov.__version__} cannot start: {exc}"
+    return None if "CPU" in devices else f"OpenVINO {ov.__version__} finds no CPU device (has {', '.join(devices)})"
+
+
+def openvino_preference(passed: frozenset[str]) -> str | None:
+    """``None`` when OpenVINO should run an export automatically, else why ONNX Runtime does.
+
+    Measured (benchmarks/results/cpu-engines-epyc-2core.json; the issue's Xeon figures): OpenVINO bf16 and int8
+    lead ONNX Runtime fp32 on both models (model throughput 1.8-3.4× on an AVX512-BF16/VNNI EPYC, 3.5-6.9× bf16
+    on an AMX Xeon); at fp32 it leads on DDC-ResNet101 (1.9×) but not on Res-Dense Net (0.5-1.1×). So it is
+    chosen where it runs a reduced precision that passed its check against fp32 for this export;
+    ``backend="openvino"`` still runs any export."""
+    from medinfer import cpu
+
+    native = {"bf16": cpu.native_bf16(), "int8": cpu.native_int8()}
+    runs = [f"{p} ({feature})" for p, feature in native.items() if feature and f"openvino/{p}" in passed]
+    if runs:
+        return None
+    have = ", ".join(f"{p} on {f}" for p, f in native.items() if f) or "neither bf16 nor int8 natively"
+    return (f"OpenVINO is chosen for an export whose bf16 or int8 check passed on it (this CPU runs {have}); "
+            "at fp32 it is not faster than ONNX Runtime on every model")
+
+
 def _probe_tensorrt(device: str) -> str | None:
     if device == "cpu":
         return "TensorRT runs on NVIDIA GPUs only"
@@ -152,6 +185,8 @@ BACKENDS: dict[str, Backend] = {
                 "build from source with nvcc on PATH"),
         Backend("onnxruntime", frozenset({"engine"}), "ONNX Runtime sessions of exported .onnx files",
                 _probe_onnxruntime, "pip install onnxruntime (or onnxruntime-gpu)"),
+        Backend("openvino", frozenset({"engine"}), "OpenVINO on the CPU: exported .onnx files, fp32/bf16/int8",
+                _probe_openvino, "pip install 'medinfer[openvino]'"),
         Backend("tensorrt", frozenset({"engine"}), "TensorRT engines (.plan) built by `medinfer build`",
                 _probe_tensorrt, "pip install 'medinfer[tensorrt]'"),
     )
@@ -198,7 +233,8 @@ def select(role: str, device: str = "cpu", requested: str | None = None) -> Back
     """Resolve the backend for ``role`` on ``device``.
 
     ``requested`` (or the role's environment variable) is honoured or refused with the reason; without
-    one, the first available backend of ``AUTO_ORDER[role, device]`` is returned.
+    one, the first available backend of ``AUTO_ORDER[role, device]`` is returned (OpenVINO only where
+    :func:`openvino_preference` says so).
     """
     _check(role, device)
     source = "argument"
@@ -215,11 +251,35 @@ def select(role: str, device: str = "cpu", requested: str | None = None) -> Back
         return backend
     tried = []
     for name in AUTO_ORDER[(role, device)]:
-        reason = BACKENDS[name].unavailable_reason(device)
+        reason = _passed_over(name, device, frozenset())
         if reason is None:
             return BACKENDS[name]
         tried.append(f"{name}: {reason}")
     raise BackendUnavailable(f"no {role} backend can run on {device}:\n  " + "\n  ".join(tried))
+
+
+def _passed_over(name: str, device: str, passed: frozenset[str]) -> str | None:
+    """Why an automatic choice does not take ``name`` (unavailable, or not preferred), or ``None``."""
+    reason = BACKENDS[name].unavailable_reason(device)
+    if reason is None and name == "openvino":
+        reason = openvino_preference(passed)
+    return reason
+
+
+def choose_engine(runners: tuple[str, ...], device: str, *, passed: frozenset[str] = frozenset()) -> tuple[str, str]:
+    """The backend that runs an engine file automatically, of the ``runners`` that can run its kind, and why:
+    the first available in :data:`AUTO_ORDER`, OpenVINO only by :func:`openvino_preference` (``passed``: the
+    ``backend/precision`` checks the file passed). When none is available, the first runner (whose engine
+    then says what is missing)."""
+    notes = []
+    for name in AUTO_ORDER[("engine", device)]:
+        if name not in runners:
+            continue
+        reason = _passed_over(name, device, passed)
+        if reason is None:
+            return name, "; ".join(notes) or "the first that runs it here"
+        notes.append(f"not {name}: {reason}")
+    return runners[0], "; ".join(notes)
 
 
 def report(device: str | None = None) -> list[dict]:

@@ -33,6 +33,7 @@ class Checkpoint:
     config_path: Path
     weights_path: Path
     training: dict = field(default_factory=dict)  # what the writer stored: recipe, history, metrics, ...
+    validation: dict = field(default_factory=dict)  # checks of reduced precision against fp32 (medinfer.validation)
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, *, class_names=None, preprocess: Preprocess | None = None,
@@ -79,6 +80,27 @@ def sign_checkpoint(path: str | Path, key: bytes | None, *, rehash: bool = False
         integrity.check_digest(config, doc.get("digest"), _config_digest(doc), what="checkpoint config", fix=_FIX,
                                engine=config)
     _check_weights(config, doc, ModelMetadata.from_dict(doc, config))
+    _write_config(config, doc, integrity.signature_or_none(_config_digest(doc), key))
+    return config
+
+
+def read_config(path: str | Path) -> dict:
+    """A checkpoint's config, checked against its digest and (with an engine key configured) its signature."""
+    config = find_config(path)
+    doc = read_json_record(config, CHECKPOINT_FORMAT, "checkpoint config")
+    computed = _config_digest(doc)
+    integrity.check_digest(config, doc.get("digest"), computed, what="checkpoint config", fix=_FIX, engine=config)
+    integrity.check_signature(config, computed, doc.get("signature"), what="checkpoint config", engine=config)
+    return doc
+
+
+def update_config(path: str | Path, fields: dict) -> Path:
+    """Set top-level fields of a checked config in place, digest recomputed and, with an engine key configured,
+    signature renewed (a signed config is refused without the key rather than left unsigned)."""
+    config = find_config(path)
+    doc = read_config(config)
+    key = integrity.key_to_resign(config, bool(doc.get("signature")))
+    doc.update(fields)
     _write_config(config, doc, integrity.signature_or_none(_config_digest(doc), key))
     return config
 
@@ -159,10 +181,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     from medinfer.models import create
 
     config = find_config(path)
-    doc = read_json_record(config, CHECKPOINT_FORMAT, "checkpoint config")
-    computed = _config_digest(doc)
-    integrity.check_digest(config, doc.get("digest"), computed, what="checkpoint config", fix=_FIX, engine=config)
-    integrity.check_signature(config, computed, doc.get("signature"), what="checkpoint config", engine=config)
+    doc = read_config(config)
     meta = ModelMetadata.from_dict(doc, config)
     weights, data = _check_weights(config, doc, meta)
     m = meta.model
@@ -178,4 +197,4 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     _check_tensors(weights, state, model.state_dict(), m["name"])
     model.load_state_dict(state)
     return Checkpoint(model=model.eval(), metadata=meta, config_path=config, weights_path=weights,
-                      training=doc.get("training") or {})
+                      training=doc.get("training") or {}, validation=doc.get("validation") or {})

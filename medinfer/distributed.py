@@ -77,16 +77,16 @@ def discovery_tasks(workers: int) -> int:
 def predict_archive(roots: Sequence[str | os.PathLike], engine, *, output: str | os.PathLike | None = None,
                     selection=None, resume: bool = False, slices: bool = False, aggregate: str = "mean",
                     k: int | None = None, acquisition: int | str | None = None, backend: str | None = None,
-                    device: str | None = None, address: str | None = None, workers: int | None = None,
-                    progress: bool | None = None, on_record: Callable[[int, dict], None] | None = None,
-                    ) -> tuple[Any, dict]:
+                    device: str | None = None, precision: str | None = None, address: str | None = None,
+                    workers: int | None = None, progress: bool | None = None,
+                    on_record: Callable[[int, dict], None] | None = None) -> tuple[Any, dict]:
     """Classify every series under ``roots`` on a Ray cluster; see the module docstring.
 
     ``engine``: an engine file (or an :class:`~medinfer.Engine`, whose file, backend and device are used). It
     is opened once here, which checks it before any worker starts and gives the engine info; the device is
     resolved here (:func:`medinfer.engine.base.resolve`) and every actor uses the same. The other arguments
     are those of :func:`medinfer.archive.predict_archive`. Returns ``(summary, engine_info)``, engine_info
-    ``{"backend", "device", "model"}``."""
+    ``Engine.describe()`` (backend, device, precision and why, model)."""
     from medinfer.archive.run import ArchiveRun
     from medinfer.engine import Engine
     from medinfer.engine.base import resolve
@@ -100,10 +100,11 @@ def predict_archive(roots: Sequence[str | os.PathLike], engine, *, output: str |
     given = engine if isinstance(engine, Engine) else None
     path = Path(os.path.abspath(given.path if given is not None else os.fspath(engine)))
     if given is not None:
-        backend, device = backend or given.backend, device or given.device
+        backend, device, precision = backend or given.backend, device or given.device, precision or given.precision
     backend, device = resolve(path, backend, device)
-    opened = given if given is not None else Engine(path, backend=backend, device=device)
-    info = {"backend": opened.backend, "device": opened.device, "model": opened.metadata.to_dict()}
+    opened = given if given is not None else Engine(path, backend=backend, device=device,
+                                                    **({"precision": precision} if precision else {}))
+    info = opened.describe()
     del opened  # the driver classifies nothing: the actors open their own
 
     run = ArchiveRun(output=output, selection=selection, resume=resume, slices=slices, progress=progress,
@@ -115,7 +116,8 @@ def predict_archive(roots: Sequence[str | os.PathLike], engine, *, output: str |
             started = _connect(ray, address, progress)
             with _data_context(ray, progress):
                 for record in _records(ray, found, run, path=str(path), backend=backend, device=device,
-                                       workers=workers, aggregate=aggregate, k=k, acquisition=acquisition):
+                                       precision=precision, workers=workers, aggregate=aggregate, k=k,
+                                       acquisition=acquisition):
                     run.accept(record)
     except Exception as exc:
         replacement = _reason(ray, exc, run)
@@ -130,16 +132,16 @@ def predict_archive(roots: Sequence[str | os.PathLike], engine, *, output: str |
 
 
 # The pipeline ------------------------------------------------------------------------------------------------
-def _records(ray, found, run, *, path: str, backend: str, device: str, workers: int | None, aggregate: str,
-             k: int | None, acquisition: int | str | None) -> Iterator[dict]:
+def _records(ray, found, run, *, path: str, backend: str, device: str, precision: str | None, workers: int | None,
+             aggregate: str, k: int | None, acquisition: int | str | None) -> Iterator[dict]:
     resources = ray.cluster_resources()
     cpus, gpus = int(resources.get("CPU", 0)), int(resources.get("GPU", 0))
     if device == "cuda" and gpus < 1:
         raise InputError("the engine is to run on cuda, but the Ray cluster has no GPU (pass --device cpu)")
     if workers is None:
         workers = gpus if device == "cuda" else max(1, cpus // 2)
-    options: dict[str, Any] = {}
-    if backend == "onnxruntime" and device == "cpu":
+    options: dict[str, Any] = {"precision": precision} if precision else {}
+    if backend in ("onnxruntime", "openvino") and device == "cpu":
         options["threads"] = max(1, cpus // workers)
     done = run.done_keys
     blocks = min(len(found), MAX_BLOCKS, max(4 * workers, -(-len(found) // UNITS_PER_BLOCK)))

@@ -2,7 +2,7 @@
 
 ``pip install medinfer`` is the inference runtime (ONNX Runtime, DICOM, the C++ batcher). Training, export,
 evaluation plots and the PyTorch engine come with ``[train]``; the Triton kernels with ``[gpu]``; TensorRT
-with ``[tensorrt]``.
+with ``[tensorrt]``; OpenVINO with ``[openvino]``; Ray with ``[ray]``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "triton": ("gpu", "Triton (the fused GPU kernels)"),
     "tensorrt": ("tensorrt", "TensorRT"),
     "ray": ("ray", "Ray (archive runs on a cluster: medinfer predict --ray)"),
+    "openvino": ("openvino", "OpenVINO (the CPU engine with bf16 and int8: backend='openvino')"),
 }
 
 

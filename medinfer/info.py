@@ -1,6 +1,8 @@
-"""What this installation can do: versions, the native extension, devices and backends.
+"""What this installation can do: versions, the native extension, the CPU's features, devices and backends;
+and, for one engine file, what would run it here and at what precision.
 
-``medinfer info`` prints :func:`format_report`; ``--json`` prints :func:`environment_report`.
+``medinfer info`` prints :func:`format_report`; ``--json`` prints :func:`environment_report`;
+``medinfer info ENGINE`` prints :func:`format_engine_report`.
 """
 
 from __future__ import annotations
@@ -8,8 +10,9 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from pathlib import Path
 
-from medinfer import __version__, _ext, backends
+from medinfer import __version__, _ext, backends, cpu
 
 
 def usable_cores() -> int:
@@ -59,15 +62,57 @@ def environment_report() -> dict:
         "machine": platform.machine(),
         "packages": {
             name: package_version(name)
-            for name in ("torch", "numpy", "onnx", "onnxruntime", "pydicom", "safetensors", "triton", "tensorrt",
-                         "matplotlib")
+            for name in ("torch", "numpy", "onnx", "onnxruntime", "openvino", "pydicom", "safetensors", "triton",
+                         "tensorrt", "matplotlib")
         },
+        "cpu": {"model": cpu.model(), "cores": usable_cores(), "features": cpu.features(),
+                "native_bf16": cpu.native_bf16(), "native_int8": cpu.native_int8()},
         "torch_cuda": torch.version.cuda if torch is not None else None,
         "extension": ext,
         "gpus": gpus(),
         "backends": backends.report(),
+        "engine_choice": engine_choice(),
         "overrides": {role: backends.env_override(role) for role in backends.ROLES},
     }
+
+
+def engine_choice() -> dict[str, str]:
+    """Which backend runs each kind of engine file on the CPU when none is asked for, and why."""
+    from medinfer.engine.base import KINDS
+
+    out = {}
+    for what, runners in KINDS.values():
+        name, why = backends.choose_engine(runners, "cpu")
+        out[what.split(" ", 1)[1]] = f"{name}" + (f" ({why})" if len(runners) > 1 else "")
+    return out
+
+
+def engine_report(path: str | Path, backend: str | None = None) -> dict:
+    """What would run ``path`` here — backend, device, precision and the reason — and the checks on record."""
+    import warnings
+
+    from medinfer import validation
+    from medinfer.engine import Engine
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", validation.ReducedPrecisionWarning)
+        engine = Engine(path, backend=backend)
+    return {"engine": str(path), **engine.describe(),
+            "checks": {k: v.to_dict() for k, v in validation.recorded(path).items()},
+            "warnings": [str(w.message) for w in caught]}
+
+
+def format_engine_report(rep: dict) -> str:
+    from medinfer.validation import Validation
+
+    m = rep["model"]
+    lines = [f"{rep['engine']}: {m['model']['name']} ({', '.join(m['class_names'])})",
+             f"  runs on      {rep['backend']}, {rep['device']}, {rep['precision']}",
+             f"  because      {rep['precision_reason']}"]
+    lines += [f"  warning      {w}" for w in rep["warnings"]]
+    checks = [Validation(**c) for c in rep["checks"].values()]
+    lines += ["  checks against fp32 on record:"] + ([f"    {c.summary()}" for c in checks] or ["    none"])
+    return "\n".join(lines)
 
 
 def format_report(rep: dict) -> str:
@@ -84,6 +129,10 @@ def format_report(rep: dict) -> str:
         lines.append(f"  built, {ext['compiler']}; {cuda}; {ext['default_threads']} threads")
     else:
         lines.append(f"  NOT AVAILABLE: {ext['reason']}")
+    c = rep["cpu"]
+    present = [n for n, on in c["features"].items() if on]
+    lines += ["", f"CPU: {c['model']}, {c['cores']} usable cores; {', '.join(present) or 'no feature medinfer uses'}",
+              f"  bf16 natively: {c['native_bf16'] or 'no'}; int8 natively: {c['native_int8'] or 'no'}"]
     lines += ["", "GPUs:"]
     lines += [f"  [{g['index']}] {g['name']} (sm_{''.join(map(str, g['compute_capability']))}, "
               f"{g['total_memory'] / 2**30:.0f} GiB)" for g in rep["gpus"]] or ["  none visible"]
@@ -91,6 +140,8 @@ def format_report(rep: dict) -> str:
     for row in rep["backends"]:
         status = "available" if row["available"] else f"unavailable: {row['reason']}"
         lines.append(f"  {row['backend']:<12} {'/'.join(row['roles']):<11} {row['device']:<5} {status}")
+    lines += ["", "engine files on the CPU (automatic choice):"]
+    lines += [f"  {what:<14} {choice}" for what, choice in rep["engine_choice"].items()]
     forced = {k: v for k, v in rep["overrides"].items() if v}
     if forced:
         lines += ["", "forced by environment: " + ", ".join(f"{k}={v}" for k, v in forced.items())]

@@ -60,6 +60,15 @@ def configured_key(key: bytes | str | None = None) -> bytes | None:
     return data
 
 
+def key_to_resign(path: Path, signed: bool) -> bytes | None:
+    """The configured key, for a record changed in place: refuses to leave a signed record unsigned."""
+    key = configured_key()
+    if key is None and signed:
+        raise EngineError(f"{path}: it is signed, and changing it needs the engine key ({KEY_ENV} or {KEY_FILE_ENV}) "
+                          "to sign it again")
+    return key
+
+
 def signature(digest_hex: str, key: bytes) -> str:
     return hmac.new(key, digest_hex.encode(), hashlib.sha256).hexdigest()
 

@@ -24,6 +24,8 @@ INPUT_NAME, OUTPUT_NAME = "input", "probabilities"
 GRAPH_SHA_KEY = "medinfer.graph_sha256"
 CHECK_KEY = "medinfer.export_check"
 DIGEST_KEY, SIGNATURE_KEY = "medinfer.digest", "medinfer.signature"
+#: Checks of reduced precision against fp32 (:mod:`medinfer.validation`), and how a quantized export was made.
+VALIDATION_KEY, QUANTIZATION_KEY = "medinfer.validation", "medinfer.quantization"
 _FIX = "re-export it with `medinfer export` (or pass verify=False if you changed it on purpose)"
 #: Domain of the custom nodes medinfer's TensorRT plugins run (``medinfer.ops.onnx`` writes them).
 PLUGIN_DOMAIN = "medinfer"
@@ -91,6 +93,23 @@ def read_export(path: str | Path, *, verify: bool = True,
     return data, proto, meta
 
 
+def read_for_runtime(path: Path, runtime: str, *, verify: bool = True) -> tuple[bytes, dict[str, str], ModelMetadata]:
+    """:func:`read_export` for a CPU runtime (``runtime`` names it in errors): also refuses graphs holding
+    medinfer's TensorRT plugin nodes. Returns the bytes, the metadata entries and the metadata."""
+    data, proto, meta = read_export(path, verify=verify)
+    plugins = plugin_ops(proto)
+    if plugins:
+        raise EngineError(f"{path}: the graph holds medinfer TensorRT plugin nodes ({', '.join(plugins)}), which "
+                          f"{runtime} cannot run; build a TensorRT plan from it (`medinfer build`), or export without "
+                          "--plugins for CPU engines")
+    return data, {p.key: p.value for p in proto.metadata_props}, meta
+
+
+def stored_precision(props: dict[str, str]) -> str:
+    """The precision an export holds: ``"int8"`` when :mod:`medinfer.quantize` made it, else ``"fp32"``."""
+    return "int8" if props.get(QUANTIZATION_KEY) else "fp32"
+
+
 def check_interface(path: Path, proto: onnx.ModelProto, meta: ModelMetadata) -> None:
     """The graph takes ``(batch, C, H, W)`` and returns ``(batch, K)`` as its metadata says (fixed sizes are
     compared; symbolic ones, such as the dynamic batch, are accepted)."""
@@ -119,7 +138,35 @@ def sign_export(path: Path, key: bytes | None, *, rehash: bool = False) -> None:
     graph_hash = graph_sha256(proto)
     if rehash and {p.key: p.value for p in proto.metadata_props}.get(GRAPH_SHA_KEY) != graph_hash:
         raise EngineError(f"{path}: the graph's SHA-256 does not match the one recorded at export; {_FIX}")
+    _write_signed(path, proto, key, graph_hash)
+
+
+def write_export(path: Path, proto: onnx.ModelProto, props: dict[str, str]) -> None:
+    """Write a graph derived from a medinfer export (a quantized one): ``props`` replace its ``medinfer.*``
+    metadata, its graph's hash and digest are recorded, and with an engine key configured it is signed (so that
+    it can be checked against fp32 at once)."""
+    kept = [p for p in proto.metadata_props if not p.key.startswith("medinfer.")]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    graph_hash = graph_sha256(proto)
+    set_props(proto, {**props, GRAPH_SHA_KEY: graph_hash})
+    _write_signed(path, proto, integrity.configured_key(), graph_hash)
+
+
+def update_export(path: Path, props: dict[str, str]) -> None:
+    """Set metadata entries of a checked export in place, its digest recomputed and, with an engine key
+    configured, its signature renewed (a signed export is refused without the key rather than left unsigned)."""
+    _, proto, _ = read_export(path)
+    key = integrity.key_to_resign(path, any(p.key == SIGNATURE_KEY for p in proto.metadata_props))
+    set_props(proto, props)
+    _write_signed(path, proto, key, None)
+
+
+def _write_signed(path: Path, proto: onnx.ModelProto, key: bytes | None, graph_hash: str | None) -> None:
     digest = export_digest(proto, graph_hash)
+    kept = [p for p in proto.metadata_props if p.key != SIGNATURE_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
     signed = integrity.signature_or_none(digest, key)
     set_props(proto, {DIGEST_KEY: digest, **({SIGNATURE_KEY: signed} if signed else {})})
     atomic_write(path, proto.SerializeToString())

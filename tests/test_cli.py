@@ -80,8 +80,9 @@ def test_export_predict_validate(tiny_export, chest_ct, tmp_path, capsys):
     report = tmp_path / "pred.json"
     assert main(["predict", str(chest_ct), str(series_b), "--engine", str(onnx_path), "--json", str(report)]) == 0
     out = capsys.readouterr().out
-    assert "with_foreign" in out and "notes.txt" in out
+    assert "with_foreign" in out and "notes.txt" in out and "engine: onnxruntime on cpu, fp32 (auto: fp32" in out
     doc = json.loads(report.read_text())
+    assert doc["precision"] == "fp32" and doc["validation"] is None
     first, second = doc["predictions"]
     assert first["slices_used"] == 64 and len(first["slice_probabilities"]) == 64 and first["skipped"] == []
     assert second["slices_used"] == 20 and [s["path"].endswith("notes.txt") for s in second["skipped"]] == [True]
@@ -94,6 +95,10 @@ def test_export_predict_validate(tiny_export, chest_ct, tmp_path, capsys):
                  "--json", str(verdict)]) == 0
     result = json.loads(verdict.read_text())
     assert result["passed"] and result["slices"] == 64 and result["max_abs_diff"] < 1e-4
+    assert "recorded in" in capsys.readouterr().out
+    from medinfer.validation import recorded
+
+    assert recorded(onnx_path)["onnxruntime/fp32"].passed  # stored in the export's record
 
 
 def test_validate_engine_refuses_an_unrelated_reference(tiny_export, tmp_path, capsys):

@@ -167,7 +167,8 @@ def test_unknown_suffix_and_missing_file(tmp_path):
 
 
 def test_forced_backend_must_fit_the_file(artefacts, monkeypatch):
-    with pytest.raises(EngineError, match="the torch backend cannot run this file; it is for onnxruntime"):
+    with pytest.raises(EngineError, match=r"the torch backend cannot run this file \(an ONNX export\); it runs on "
+                                          "onnxruntime or openvino"):
         Engine(artefacts["onnx"], backend="torch")
     monkeypatch.setenv("MEDINFER_ENGINE_BACKEND", "tensorrt")
     with pytest.raises(EngineError, match="tensorrt backend cannot run this file"):
@@ -175,7 +176,7 @@ def test_forced_backend_must_fit_the_file(artefacts, monkeypatch):
 
 
 def test_cpu_torch_engine_refuses_half_precision(artefacts):
-    with pytest.raises(InputError, match="fp16 inference runs on a GPU only"):
+    with pytest.raises(InputError, match="fp16 on torch cannot run here: it runs on a GPU only"):
         Engine(artefacts["checkpoint"], precision="fp16")
 
 

@@ -73,9 +73,16 @@ class _SlowEngine:
         self._engine, self._delay = engine, delay
         self.preprocess, self.preferred_batch = engine.preprocess, 8
 
+    concurrency = 1
+
     def infer(self, batch):
         time.sleep(self._delay)
         return self._engine.infer(batch)
+
+    def submit(self, batch):
+        from medinfer.runtime.stream import completed
+
+        return completed(self.infer, batch)
 
 
 @pytest.mark.parametrize(("depth", "loaders"), [(1, 1), (2, 3), (5, 2)])
@@ -161,3 +168,43 @@ def test_an_engine_failure_fails_only_the_series_of_that_batch(engine, rng):
     results = dict(stream)
     assert [results[i].status for i in range(4)] == ["ok", "error", "ok", "ok"]
     assert "RuntimeError: device lost" in results[1].error
+
+
+class _AsyncEngine(_SlowEngine):
+    """Runs ``concurrency`` batches at once on a thread pool, as OpenVINO's infer requests do; counts overlap."""
+
+    def __init__(self, engine, delay, concurrency):
+        from concurrent.futures import ThreadPoolExecutor
+
+        super().__init__(engine, delay)
+        self.concurrency, self.running, self.most = concurrency, 0, 0
+        self._pool, self._count = ThreadPoolExecutor(concurrency), threading.Lock()
+
+    def _run(self, batch):
+        with self._count:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return self.infer(batch)
+        finally:
+            with self._count:
+                self.running -= 1
+
+    def submit(self, batch):
+        return self._pool.submit(self._run, batch.copy())
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 3])
+def test_batches_in_flight_give_the_same_predictions(engine, rng, concurrency):
+    from medinfer.runtime.stream import Stream
+
+    series = [_series(rng, n) for n in (5, 19, 8, 1, 30, 13)]
+    fake = _AsyncEngine(engine, 0.02, concurrency)
+    stream = Stream(fake, series, load=lambda s: s, describe=lambda s: ("", s.uid),
+                    finish=lambda o: engine._prediction(o, aggregate="mean", k=None), loaders=2, depth=4)
+    results = dict(stream)
+    expected = engine.predict_many(series, hint="latency")
+    assert 1 <= fake.most <= concurrency and (concurrency == 1 or fake.most > 1)
+    for i, want in enumerate(expected):
+        np.testing.assert_allclose(results[i].slice_probabilities, want.slice_probabilities, atol=1e-6)
+    assert stream.stats.slices == sum(len(s) for s in series)

@@ -34,18 +34,6 @@ TARGET_RATIO = 0.9  # archive throughput / model-only throughput
 TARGET_RSS_RATIO = 1.2  # peak RSS over 200 series / over 20
 
 
-ISA_FLAGS = ("sse4_2", "avx", "f16c", "fma", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni",
-             "amx_tile", "amx_bf16", "amx_int8")
-
-
-def isa_features() -> list[str]:
-    """The vector-ISA features of this CPU that matter to ONNX Runtime's kernels (x86 /proc/cpuinfo flags)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith(("flags", "Features"))), [])
-    except OSError:
-        return []
-    return [x for x in ISA_FLAGS if x in flags]
 
 
 @dataclass

@@ -11,8 +11,8 @@ from medinfer.errors import MedinferError
 from medinfer.extras import missing_extra
 
 # Subcommand modules, in the order `medinfer --help` lists them.
-COMMANDS = ("demo", "info", "models", "phantom", "train", "evaluate", "export", "build", "sign", "predict",
-            "validate_engine", "bench")
+COMMANDS = ("demo", "info", "models", "phantom", "train", "evaluate", "export", "quantize", "build", "sign",
+            "predict", "validate_engine", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,9 @@ def register(sub) -> None:
                    help="a folder holding any number of studies (DICOM anywhere below, folders of PNG/JPG slices), "
                         "or a series' files")
     p.add_argument("--engine", required=True, help="engine: .onnx, .plan, or a checkpoint")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt", "torch"), help="force a backend")
+    p.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt", "torch"), help="force a backend")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"),
+                   help="default auto: below fp32 only where the engine's check against fp32 passed")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: a GPU when the backend can use one")
     p.add_argument("--aggregate", choices=("mean", "max", "topk"), default="mean",
                    help="how slice probabilities fold into the series' (default %(default)s, as in the Res-Dense Net "
@@ -129,16 +131,20 @@ def run_predict(args) -> int:
             raise InputError("--loaders and --queue-depth apply to runs in this process; with --ray, each worker "
                              "uses the defaults (2 loader threads, a queue of 4 series)")
         summary, engine_info = predict_archive(args.roots, args.engine, backend=args.backend, device=args.device,
-                                               address=args.ray_address, workers=args.workers, **common)
+                                               precision=args.precision, address=args.ray_address,
+                                               workers=args.workers, **common)
     else:
         from medinfer.archive import predict_archive
         from medinfer.engine import Engine
 
         if args.workers or args.ray_address:
             raise InputError("--workers and --ray-address apply to --ray runs only")
-        engine = Engine(args.engine, backend=args.backend, device=args.device)
-        engine_info = {"backend": engine.backend, "device": engine.device, "model": engine.metadata.to_dict()}
+        engine = Engine(args.engine, backend=args.backend, device=args.device,
+                        **({"precision": args.precision} if args.precision else {}))
+        engine_info = engine.describe()
         summary = predict_archive(args.roots, engine, loaders=args.loaders, depth=args.queue_depth, **common)
+    print(f"engine: {engine_info['backend']} on {engine_info['device']}, {engine_info['precision']} "
+          f"({engine_info['precision_reason']})")
     ordered = [records[p] for p in sorted(records)]
     if sum(summary.counts.values()) <= TABLE_ROWS and ordered:
         print(format_table(ordered))

@@ -1,5 +1,5 @@
-"""Engines: ``Engine(path)`` over ONNX Runtime (``.onnx``), PyTorch (checkpoints) and TensorRT (``.plan``),
-and ``build_engine`` for TensorRT plans. Each backend's module is imported only when it is chosen."""
+"""Engines: ``Engine(path)`` over ONNX Runtime and OpenVINO (``.onnx``), PyTorch (checkpoints) and TensorRT
+(``.plan``), and ``build_engine`` for TensorRT plans. Each backend's module is imported only when it is chosen."""
 
 from typing import TYPE_CHECKING
 

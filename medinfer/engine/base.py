@@ -1,10 +1,12 @@
-"""``medinfer.Engine``: one interface over ONNX Runtime, PyTorch and TensorRT.
+"""``medinfer.Engine``: one interface over ONNX Runtime, OpenVINO, PyTorch and TensorRT.
 
-``Engine(path)`` picks the backend from the file and the machine — ``.onnx`` → ONNX Runtime, a checkpoint
+``Engine(path)`` picks the backend from the file and the machine — ``.onnx`` → ONNX Runtime, or OpenVINO where
+the export passed a bf16 or int8 check for it (:func:`medinfer.backends.choose_engine`), a checkpoint
 (``.safetensors`` + ``.json``) → PyTorch, ``.plan`` → TensorRT — and returns that backend's engine. Every
 engine checks its file (format, version, checksums) before anything runs, and offers:
 
-* ``infer(batch)``: ``(B, C, H, W)`` float32 → ``(B, K)`` class probabilities;
+* ``infer(batch)``: ``(B, C, H, W)`` float32 → ``(B, K)`` class probabilities; ``submit(batch)``: the same
+  as a future, ``concurrency`` of them running at once on engines with asynchronous requests (OpenVINO);
 * ``predict(series)``: anything :func:`medinfer.load_series` accepts → :class:`SeriesPrediction`;
 * ``predict_many(series_list)``: one prediction per input, in order, through :meth:`Engine.stream`;
 * ``stream(sources)``: ``(index, prediction)`` as each series finishes — series loaded by background threads
@@ -13,6 +15,9 @@ engine checks its file (format, version, checksums) before anything runs, and of
 
 A series that cannot be loaded or classified comes out with ``status="error"`` and the reason, every other
 series is classified (``errors="raise"`` raises instead; :meth:`Engine.predict` raises by default).
+
+Every engine says what precision it runs and why (``precision``, ``precision_reason``, ``validation``):
+below fp32 only with a check against fp32 on record, or with a warning (:mod:`medinfer.validation`).
 
 Engines are safe to call from several threads.
 """
@@ -24,14 +29,15 @@ import importlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from medinfer import backends
+from medinfer import backends, validation
 from medinfer.errors import EngineError, InputError
 from medinfer.metadata import ModelMetadata
 from medinfer.preprocess import Preprocess
@@ -77,16 +83,19 @@ class SeriesPrediction:
         return d
 
 
-# Which backend runs a kind of engine file, and where its engine class lives: imported only when chosen,
-# so that running an ONNX file never imports PyTorch or TensorRT.
+# Where each backend's engine class lives: imported only when chosen, so that running an ONNX file never
+# imports PyTorch or TensorRT.
 _ENGINE_CLASSES = {
     "onnxruntime": ("medinfer.engine.onnxruntime_backend", "OnnxRuntimeEngine"),
+    "openvino": ("medinfer.engine.openvino_backend", "OpenVINOEngine"),
     "tensorrt": ("medinfer.engine.tensorrt_backend", "TensorRTEngine"),
     "torch": ("medinfer.engine.torch_backend", "TorchEngine"),
 }
 
-
-_KINDS = {"onnxruntime": "ONNX export", "tensorrt": "TensorRT plan", "torch": "checkpoint"}
+#: Kinds of engine file, by :func:`kind_of`, and the backends that run each.
+KINDS = {"onnx": ("an ONNX export", ("onnxruntime", "openvino")), "plan": ("a TensorRT plan", ("tensorrt",)),
+         "checkpoint": ("a checkpoint", ("torch",))}
+HINTS = ("throughput", "latency")
 
 
 def _source_name(src) -> str:
@@ -97,18 +106,18 @@ def _source_name(src) -> str:
     return printable(os.fsdecode(src)) if isinstance(src, (str, bytes, os.PathLike)) else ""
 
 
-def backend_for_file(path: Path) -> str:
-    """The engine backend a file is for: ``.onnx`` → ONNX Runtime, ``.plan`` → TensorRT, a checkpoint → torch."""
+def kind_of(path: Path) -> str:
+    """The kind of engine file: ``"onnx"`` (``.onnx``), ``"plan"`` (``.plan``) or ``"checkpoint"``."""
     from medinfer.checkpoint import is_checkpoint
 
     if path.suffix == ".onnx":
-        return "onnxruntime"
+        return "onnx"
     if path.suffix in (".plan", ".engine"):
-        return "tensorrt"
+        return "plan"
     if is_checkpoint(path):
-        return "torch"
-    raise EngineError(f"{path}: not an engine medinfer knows (.onnx for ONNX Runtime, .plan for TensorRT, or a "
-                      "checkpoint: .safetensors + .json, for PyTorch)")
+        return "checkpoint"
+    raise EngineError(f"{path}: not an engine medinfer knows (.onnx for ONNX Runtime or OpenVINO, .plan for "
+                      "TensorRT, or a checkpoint: .safetensors + .json, for PyTorch)")
 
 
 def default_device(backend: str) -> str:
@@ -116,26 +125,43 @@ def default_device(backend: str) -> str:
     return "cuda" if backends.BACKENDS[backend].is_available("cuda") else "cpu"
 
 
+def _passed_checks(path: Path, kind: str) -> frozenset[str]:
+    """``backend/precision`` of the checks against fp32 that ``path`` passed (none for an unreadable record:
+    the engine itself then says what is wrong with the file)."""
+    if kind != "onnx":
+        return frozenset()
+    try:
+        return frozenset(k for k, v in validation.recorded(path).items() if v.passed)
+    except (EngineError, OSError):
+        return frozenset()
+
+
 def resolve(path: Path, backend: str | None = None, device: str | None = None) -> tuple[str, str]:
-    """The (backend, device) that will run ``path``: the backend from the file (``backend`` or
-    ``MEDINFER_ENGINE_BACKEND`` may only confirm it), the device as asked, else a GPU when that backend can
-    use one here. Refuses, with the reason and the file, what cannot run here."""
+    """The (backend, device) that will run ``path``. ``backend`` (or ``MEDINFER_ENGINE_BACKEND``) must be one that
+    runs the file's kind; without one the registry chooses (:func:`medinfer.backends.choose_engine`: OpenVINO
+    for an export whose bf16 or int8 check passed on it, else ONNX Runtime). The device is as asked, else a
+    GPU when the backend can use one here. Refuses, with the reason and the file, what cannot run here."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such engine file")
-    kind = backend_for_file(path)
+    kind = kind_of(path)
+    what, runners = KINDS[kind]
     requested, source = (backend, "argument") if backend else (backends.env_override("engine"),
                                                                "MEDINFER_ENGINE_BACKEND")
-    if requested is not None and requested != kind:
-        raise EngineError(f"{path}: the {requested} backend cannot run this file; it is for {kind} (the {requested} "
-                          f"backend was asked for by {source}; build a .plan with `medinfer build` for TensorRT)")
-    device = device or default_device(kind)
+    if requested is not None and requested not in runners:
+        raise EngineError(f"{path}: the {requested} backend cannot run this file ({what}); it runs on "
+                          f"{' or '.join(runners)} (the {requested} backend was asked for by {source}; build a .plan "
+                          "with `medinfer build` for TensorRT)")
+    if requested is None:
+        requested, _ = backends.choose_engine(runners, device or default_device(runners[0]),
+                                              passed=_passed_checks(path, kind))
+    device = device or default_device(requested)
     if device not in backends.DEVICES:
         raise InputError(f"device must be one of {', '.join(backends.DEVICES)}, got {device!r}")
-    reason = backends.BACKENDS[kind].unavailable_reason(device)
+    reason = backends.BACKENDS[requested].unavailable_reason(device)
     if reason is not None:
-        raise backends.BackendUnavailable(f"{path}: a {_KINDS[kind]} needs the {kind} backend, which cannot run on "
+        raise backends.BackendUnavailable(f"{path}: {what} needs the {requested} backend, which cannot run on "
                                           f"{device} here: {reason}")
-    return kind, device
+    return requested, device
 
 
 class _Opening(type):
@@ -147,8 +173,8 @@ class _Opening(type):
         path = Path(path)
         engine_class: Any = cls
         if cls is Engine:
-            kind, device = resolve(path, backend, device)
-            module, name = _ENGINE_CLASSES[kind]
+            chosen, device = resolve(path, backend, device)
+            module, name = _ENGINE_CLASSES[chosen]
             engine_class = getattr(importlib.import_module(module), name)
         elif backend is not None and backend != engine_class.backend:
             raise EngineError(f"{path}: {cls.__name__} is the {engine_class.backend} backend, not {backend}")
@@ -170,13 +196,17 @@ def cpu_batch(input_shape: tuple[int, ...]) -> int:
 
 
 class Engine(metaclass=_Opening):
-    """Load an engine file; see the module docstring. ``backend`` confirms the one the file is for
-    (``"onnxruntime"``, ``"tensorrt"``, ``"torch"``; or ``MEDINFER_ENGINE_BACKEND``); ``device`` is ``"cpu"``
-    or ``"cuda"`` (default: a GPU when the backend can use one here). Backends receive the resolved device."""
+    """Load an engine file; see the module docstring. ``backend`` picks among those that run the file
+    (``"onnxruntime"`` or ``"openvino"`` for ``.onnx``, ``"tensorrt"``, ``"torch"``; or
+    ``MEDINFER_ENGINE_BACKEND``); ``device`` is ``"cpu"`` or ``"cuda"`` (default: a GPU when the backend can use
+    one here). Backends receive the resolved device; ``precision`` (``"auto"``, ``"fp32"``, ...) is theirs."""
 
     backend: ClassVar[str]
 
     metadata: ModelMetadata
+    precision: str = "fp32"
+    precision_reason: str = "fp32"
+    validation: validation.Validation | None = None  # the check behind a reduced precision
 
     def __init__(self, path: str | Path, *, backend: str | None = None, device: str | None = None, **options):
         # Reached with the path and device _Opening resolved (``backend`` and ``options`` are the backend's).
@@ -202,9 +232,28 @@ class Engine(metaclass=_Opening):
         """The batch size the series batcher fills for this engine."""
         return cpu_batch(self.input_shape) if self.device == "cpu" else 32
 
+    @property
+    def concurrency(self) -> int:
+        """How many batches :meth:`submit` runs at once (1: one after the other)."""
+        return 1
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({str(self.path)!r}, model={self.metadata.name}, device={self.device}, "
-                f"classes={list(self.class_names)})")
+                f"precision={self.precision}, classes={list(self.class_names)})")
+
+    def describe(self) -> dict[str, Any]:
+        """What runs and why, for ``medinfer info ENGINE``, ``predict`` and result files."""
+        return {"backend": self.backend, "device": self.device, "precision": self.precision,
+                "precision_reason": self.precision_reason,
+                "validation": self.validation.to_dict() if self.validation else None,
+                "model": self.metadata.to_dict()}
+
+    def _decide(self, requested: str | None, *, stored: str = "fp32", reduced: Mapping[str, str | None],
+                validations: Mapping[str, validation.Validation]) -> None:
+        decision = validation.decide(self.path, self.backend, requested or "auto", stored=stored, reduced=reduced,
+                                     validations=validations)
+        self.precision, self.precision_reason, self.validation = (decision.precision, decision.reason,
+                                                                  decision.validation)
 
     # Inference -------------------------------------------------------------------------------------------
     #: Each backend's inference: (B, C, H, W) float32, validated → (B, K) float32 probabilities. (Declared,
@@ -213,15 +262,31 @@ class Engine(metaclass=_Opening):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities ``(B, K)`` of a preprocessed float32 batch ``(B, C, H, W)``."""
+        batch = self._checked(batch)
+        return self._infer(batch) if len(batch) else np.zeros((0, len(self.class_names)), np.float32)
+
+    def submit(self, batch: np.ndarray) -> Future:
+        """:meth:`infer` as a future; an engine with asynchronous requests runs :attr:`concurrency` at once."""
+        batch = self._checked(batch)
+        if not len(batch):
+            future: Future = Future()
+            future.set_result(np.zeros((0, len(self.class_names)), np.float32))
+            return future
+        return self._submit(batch)
+
+    def _submit(self, batch: np.ndarray) -> Future:
+        from medinfer.runtime.stream import completed
+
+        return completed(self._infer, batch)
+
+    def _checked(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
         if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
             raise InputError(f"{self.path.name}: expected a batch of shape (B, {', '.join(map(str, self.input_shape))})"
                              f", got {batch.shape}")
         if batch.dtype.kind != "f":
             raise InputError(f"{self.path.name}: expected a floating-point batch, got {batch.dtype}")
-        if len(batch) == 0:
-            return np.zeros((0, len(self.class_names)), np.float32)
-        return self._infer(np.ascontiguousarray(batch, dtype=np.float32))
+        return np.ascontiguousarray(batch, dtype=np.float32)
 
     def predict(self, series, *, aggregate: str = "mean", k: int | None = None, series_uid: str | None = None,
                 acquisition: int | str | None = None, errors: str = "raise") -> SeriesPrediction:
@@ -232,12 +297,12 @@ class Engine(metaclass=_Opening):
         :func:`medinfer.load_series`. A series that cannot be classified raises (``errors="record"``: a
         prediction with ``status="error"`` instead)."""
         return self.predict_many([series], aggregate=aggregate, k=k, series_uid=series_uid,
-                                 acquisition=acquisition, errors=errors, progress=False)[0]
+                                 acquisition=acquisition, errors=errors, progress=False, hint="latency")[0]
 
     def predict_many(self, series_list: Sequence, *, aggregate: str = "mean", k: int | None = None,
                      progress: bool | None = None, series_uid: str | None = None,
                      acquisition: int | str | None = None, errors: str = "record", loaders: int | None = None,
-                     depth: int | None = None) -> list[SeriesPrediction]:
+                     depth: int | None = None, hint: str = "throughput") -> list[SeriesPrediction]:
         """Classify several series: one prediction per input, in input order, through :meth:`stream`. A
         series that cannot be loaded or classified gives ``status="error"`` and the reason; the others are
         classified (``errors="raise"``: the first failure is raised). A progress bar (series done and failed,
@@ -246,7 +311,7 @@ class Engine(metaclass=_Opening):
 
         out: list[SeriesPrediction | None] = [None] * len(series_list)
         stream = self.stream(series_list, aggregate=aggregate, k=k, series_uid=series_uid,
-                             acquisition=acquisition, errors=errors, loaders=loaders, depth=depth)
+                             acquisition=acquisition, errors=errors, loaders=loaders, depth=depth, hint=hint)
         with StreamProgress(total=len(series_list), progress=progress) as bar:
             for index, pred in stream:
                 out[index] = pred
@@ -255,7 +320,7 @@ class Engine(metaclass=_Opening):
 
     def stream(self, sources: Iterable, *, aggregate: str = "mean", k: int | None = None,
                series_uid: str | None = None, acquisition: int | str | None = None, errors: str = "record",
-               loaders: int | None = None, depth: int | None = None,
+               loaders: int | None = None, depth: int | None = None, hint: str = "throughput",
                load: Callable[[Any], Any] | None = None,
                describe: Callable[[Any], tuple[str, str]] | None = None) -> Iterator[tuple[int, SeriesPrediction]]:
         """``(index, prediction)`` for each source as soon as its series is classified (completion order).
@@ -265,16 +330,22 @@ class Engine(metaclass=_Opening):
         ``load(source) -> Series`` and ``describe(source) -> (source name, uid)`` replace how a source is read
         (default :func:`medinfer.load_series` with ``series_uid`` / ``acquisition``) and named. Timings per
         prediction: its own ``load``, its shares of batch ``preprocess`` and ``infer``, and ``total`` from the
-        start of its loading to its result."""
+        start of its loading to its result. ``hint``: ``"throughput"`` keeps :attr:`concurrency` batches in
+        flight (many series), ``"latency"`` runs one batch at a time on every core (one series)."""
         from medinfer.runtime.batcher import check_aggregate
-        from medinfer.runtime.stream import Stream
+        from medinfer.runtime.stream import Stream, completed
 
         check_aggregate(aggregate, k)
+        if hint not in HINTS:
+            raise InputError(f"hint must be one of {', '.join(HINTS)}, got {hint!r}")
+        latency = hint == "latency"
         if load is None:
             load = functools.partial(_load_source, series_uid=series_uid, acquisition=acquisition)
         finish = functools.partial(self._prediction, aggregate=aggregate, k=k)
         return iter(Stream(self, sources, load=load, describe=describe or _describe_source, finish=finish,
-                           errors=errors, loaders=loaders, depth=depth))
+                           errors=errors, loaders=loaders, depth=depth,
+                           submit=functools.partial(completed, self._infer) if latency else self.submit,
+                           concurrency=1 if latency else self.concurrency))
 
     def _prediction(self, outcome, *, aggregate: str, k: int | None) -> SeriesPrediction:
         from medinfer.runtime.batcher import fold

@@ -1,28 +1,27 @@
-"""ONNX Runtime engines (``.onnx``): the default that runs on every machine, CUDA provider when present."""
+"""ONNX Runtime engines (``.onnx``): the default that runs on every machine, CUDA provider when present; fp32,
+or int8 from a quantized export (:mod:`medinfer.quantize`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from medinfer import validation
 from medinfer.engine.base import Engine
-from medinfer.errors import EngineError
 from medinfer.info import usable_cores
-from medinfer.onnx_file import INPUT_NAME, OUTPUT_NAME, plugin_ops, read_export
+from medinfer.onnx_file import INPUT_NAME, OUTPUT_NAME, VALIDATION_KEY, read_for_runtime, stored_precision
 
 
 class OnnxRuntimeEngine(Engine):
     backend = "onnxruntime"
 
-    def __init__(self, path, *, device: str, threads: int | None = None, verify: bool = True):
+    def __init__(self, path, *, device: str, precision: str = "auto", threads: int | None = None,
+                 verify: bool = True):
         import onnxruntime as ort
 
         super().__init__(path, device=device)
-        data, proto, self.metadata = read_export(self.path, verify=verify)
-        plugins = plugin_ops(proto)
-        if plugins:
-            raise EngineError(f"{self.path}: the graph holds medinfer TensorRT plugin nodes ({', '.join(plugins)}), "
-                              "which ONNX Runtime cannot run; build a TensorRT plan from it (`medinfer build`), or "
-                              "export without --plugins for ONNX Runtime")
+        data, props, self.metadata = read_for_runtime(self.path, "ONNX Runtime", verify=verify)
+        self._decide(precision, stored=stored_precision(props), reduced={},
+                     validations=validation.parse(props.get(VALIDATION_KEY), self.path))
         opts = ort.SessionOptions()
         # ORT's own default ignores the process's CPU affinity.
         opts.intra_op_num_threads = threads or usable_cores()

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medinfer import __version__, integrity
+from medinfer import __version__, integrity, validation
 from medinfer.engine.base import Engine
 from medinfer.errors import EngineError
 from medinfer.metadata import ModelMetadata, atomic_write, read_json_record, sha256_bytes
@@ -60,6 +60,7 @@ class PlanRecord:
     build: dict[str, Any]  # command, seconds, calibration, ...
     medinfer_version: str = __version__
     signature: str | None = None  # HMAC-SHA256 of the record's digest (medinfer.integrity), once signed
+    validation: dict[str, Any] = field(default_factory=dict)  # checks against fp32 (medinfer.validation)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +68,8 @@ class PlanRecord:
             "tensorrt_version": self.tensorrt_version, "gpu": self.gpu, "precision": self.precision,
             "profile": self.profile, "onnx": self.onnx, "plan_sha256": self.plan_sha256,
             "metadata": self.metadata.to_dict(), "build": self.build,
+            # Only when present: records written before validations existed keep their digest.
+            **({"validation": self.validation} if self.validation else {}),
         }
 
     @classmethod
@@ -92,7 +95,8 @@ class PlanRecord:
             return cls(tensorrt_version=str(d["tensorrt_version"]), gpu=dict(d["gpu"]), precision=str(d["precision"]),
                        profile=profile, onnx=dict(d["onnx"]), plan_sha256=str(d["plan_sha256"]),
                        metadata=ModelMetadata.from_dict(d["metadata"], path), build=dict(d.get("build", {})),
-                       medinfer_version=str(d["medinfer_version"]), signature=d.get("signature"))
+                       medinfer_version=str(d["medinfer_version"]), signature=d.get("signature"),
+                       validation=dict(d.get("validation", {})))
         except (KeyError, TypeError, ValueError) as exc:
             raise EngineError(f"{path}: plan record lacks or garbles {exc}") from None
 
@@ -114,6 +118,16 @@ class PlanRecord:
         record.check_plan(plan, plan.read_bytes())
         signed = integrity.signature_or_none(_record_digest(record.to_dict()), key)
         return dataclasses.replace(record, signature=signed).write(plan)
+
+    @classmethod
+    def update(cls, plan: Path, **fields: Any) -> Path:
+        """Replace fields of the checked record in place; its digest is recomputed and, with an engine key
+        configured, its signature renewed (a signed record is refused without the key)."""
+        record = cls.read(plan)
+        key = integrity.key_to_resign(sidecar_path(plan), record.signature is not None)
+        record = dataclasses.replace(record, **fields)
+        return dataclasses.replace(record, signature=integrity.signature_or_none(_record_digest(record.to_dict()),
+                                                                                 key)).write(plan)
 
     def check_plan(self, plan: Path, data: bytes) -> None:
         """Refuse plan bytes whose SHA-256 is not the one this record holds."""
@@ -173,6 +187,9 @@ class TensorRTEngine(Engine):
 
         record.check_machine(self.path, trt.__version__, current_gpu(gpu))
         self.record, self.metadata = record, record.metadata
+        # A plan's precision was chosen when it was built: unchecked below fp32, it runs with a warning.
+        self._decide(record.precision, stored=record.precision, reduced={},
+                     validations=validation.parse(record.validation, self.path))
         register_plugins()
         self._torch = torch
         self._device = torch.device("cuda", gpu)

@@ -1,6 +1,7 @@
 """PyTorch engines: a checkpoint (``.safetensors`` + ``.json``) run directly.
 
-On the CPU: eager fp32. On a GPU: fp16 (or bf16, or fp32) weights in channels-last layout, the fused
+On the CPU: eager fp32. On a GPU: fp16 or bf16 (once checked against fp32, :mod:`medinfer.validation`; or
+asked for) or fp32 weights in channels-last layout, the fused
 kernels of :mod:`medinfer.ops` wherever the model uses them (the ops registry picks them for CUDA
 tensors), and CUDA graphs: one graph per power-of-two batch size, captured on first use and replayed
 with the batch padded up to it, which removes the per-layer launch overhead that dominates small batches.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from medinfer import validation
 from medinfer.checkpoint import load_checkpoint
 from medinfer.engine.base import Engine
 from medinfer.errors import InputError
@@ -58,13 +60,10 @@ class TorchEngine(Engine):
         super().__init__(path, device=device)
         ckpt = load_checkpoint(self.path)
         self.metadata = ckpt.metadata
-        precision = precision or ("fp16" if self.device == "cuda" else "fp32")
-        if precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if self.device == "cpu" and precision != "fp32":
-            raise InputError(f"{self.path}: {precision} inference runs on a GPU only; the CPU path is fp32")
-        self.precision = precision
-        self.dtype = PRECISIONS[precision]
+        gpu_only = None if self.device == "cuda" else "it runs on a GPU only; the CPU path is fp32"
+        self._decide(precision, reduced={"fp16": gpu_only, "bf16": gpu_only},
+                     validations=validation.parse(ckpt.validation, ckpt.config_path))
+        self.dtype = PRECISIONS[self.precision]
         model = ckpt.model.to(self.device, self.dtype).eval()
         if self.device == "cuda":
             model = model.to(memory_format=torch.channels_last)

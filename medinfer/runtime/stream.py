@@ -2,15 +2,17 @@
 
 ::
 
-    loader threads --(<= depth loaded series)--> packer thread --(<= 2 prepared batches)--> caller: engine.infer
+    loader threads --(<= depth loaded series)--> packer thread --(prepared batches)--> caller: engine.submit
 
 Loader threads read series from the sources (in any order; each result carries its input's index) into a
 bounded queue. The packer cuts the loaded series' slices into full batches — a batch may hold the end of one
 series and the start of the next — has the series batcher (C++, GIL released) prepare each, and hands it on
-through a second bounded queue, so loading and preparation overlap inference. The caller's thread runs the
-engine, scatters the scores back to their series and folds a series as soon as all its slices are in; the
-packer drops its reference to a series' pixels once they are batched. Peak memory is therefore bounded by
-``depth + loaders`` loaded series, the few being packed and two batches — not by how many series there are.
+through a second bounded queue, so loading and preparation overlap inference. The caller's thread submits
+batches to the engine — up to ``concurrency`` at once: engines with asynchronous infer requests (OpenVINO's
+throughput streams) run several while the next are prepared — scatters the scores back to their series and
+folds a series as soon as all its slices are in; the packer drops its reference to a series' pixels once they
+are batched. Peak memory is therefore bounded by ``depth + loaders`` loaded series, the few being packed and
+``concurrency + 1`` batches — not by how many series there are.
 
 A source that cannot be loaded, a batch that cannot be prepared or scored, fails only its own series: they
 come out as predictions with ``status="error"`` and the reason (``errors="record"``), or the first one is
@@ -25,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,17 +125,29 @@ class _Packed:
     prepare_s: float
 
 
+@dataclass
+class _InFlight:
+    """A batch submitted to the engine, and when it started and finished."""
+
+    packed: _Packed
+    future: Future
+    started: float
+    finished: float = 0.0
+
+
 class Stream:
     """One pass of an engine over many sources; iterate for ``(index, prediction)`` in completion order.
 
     ``load(source) -> Series`` reads a source (it runs on the loader threads); ``describe(source) -> (source
-    name, uid)`` names it for results, errors included. ``predict(outcome, scores)`` makes the prediction of
-    a finished series, ``fail(outcome)`` that of a failed one.
+    name, uid)`` names it for results, errors included. ``finish(outcome)`` makes the prediction of a finished
+    or failed series. ``submit(batch) -> Future`` runs a batch (default ``engine.submit``), ``concurrency``
+    batches at most at once (default ``engine.concurrency``).
     """
 
     def __init__(self, engine, sources: Iterable, *, load: Callable[[Any], Any],
                  describe: Callable[[Any], tuple[str, str]], finish: Callable[[SeriesOutcome], Any],
-                 errors: str = "record", loaders: int | None = None, depth: int | None = None):
+                 errors: str = "record", loaders: int | None = None, depth: int | None = None,
+                 submit: Callable[[np.ndarray], Future] | None = None, concurrency: int | None = None):
         from medinfer.runtime.batcher import SeriesBatcher
 
         if errors not in ERRORS:
@@ -142,7 +157,8 @@ class Stream:
         for name, value in (("loaders", loaders), ("depth", depth)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
-        self._engine = engine
+        self._submit = submit or engine.submit
+        self._concurrency = concurrency or engine.concurrency
         self._batcher = SeriesBatcher(engine.preprocess, engine.preferred_batch)
         self._sources = iter(enumerate(sources))
         self._sources_lock = threading.Lock()
@@ -152,7 +168,7 @@ class Stream:
         self._stats_lock = threading.Lock()
         self._stop = threading.Event()
         self._loaded = _Channel(depth, self._stop)
-        self._ready = _Channel(2, self._stop)
+        self._ready = _Channel(self._concurrency + 1, self._stop)
         self._threads = [threading.Thread(target=self._loader, name=f"medinfer-loader-{i}", daemon=True)
                          for i in range(loaders)]
         self._threads.append(threading.Thread(target=self._packer, name="medinfer-packer", daemon=True))
@@ -272,36 +288,58 @@ class Stream:
             self.close()
 
     def _consume(self) -> Iterator[tuple[int, Any]]:
-        while True:
-            self._idle.set()
-            try:
-                item = self._ready.get()
-            except _Stopped:
-                item = _DONE
-            finally:
-                self._idle.clear()
-            if item is _DONE:
+        inflight: deque[_InFlight] = deque()
+        packing = True
+        while packing or inflight:
+            if inflight and (inflight[0].future.done() or not packing or len(inflight) >= self._concurrency):
+                yield from self._score(inflight.popleft())
+                continue
+            item = self._next_ready(wait=not inflight)
+            if item is _EMPTY:  # batches are in flight and none is ready: look at the oldest again
+                with contextlib.suppress(Exception):  # its failure is reported by _score
+                    inflight[0].future.exception(timeout=_HURRY_S)
+            elif item is _DONE:
                 if self._crash is not None:
                     raise self._crash
-                return
-            if isinstance(item, SeriesOutcome):  # it failed to load
+                packing = False
+            elif isinstance(item, SeriesOutcome):  # it failed to load
                 yield self._failed(item)
+            elif item.count == 0:  # preparation failed; its series carry the error
+                yield from self._fail_all(item.pieces)
             else:
-                yield from self._score(item)
+                inflight.append(self._start(item))
 
-    def _score(self, packed: _Packed) -> Iterator[tuple[int, Any]]:
-        if packed.count == 0:  # preparation failed; its series carry the error
-            yield from self._fail_all(packed.pieces)
-            return
-        t = time.perf_counter()
+    def _next_ready(self, wait: bool):
+        """The next prepared batch (or failure, or _DONE); without ``wait``, _EMPTY unless one is ready now."""
+        self._idle.set()  # the engine has room: the packer should not hold back a partial batch
         try:
-            scores = self._engine.infer(packed.data[: packed.count])
+            return self._ready.get(timeout=None if wait else _HURRY_S)
+        except _Stopped:
+            return _DONE
+        finally:
+            self._idle.clear()
+
+    def _start(self, packed: _Packed) -> _InFlight:
+        started = time.perf_counter()
+        try:
+            future = self._submit(packed.data[: packed.count])
+        except Exception as exc:  # the engine refused this batch: its series fail
+            future = Future()
+            future.set_exception(exc)
+        flight = _InFlight(packed, future, started)
+        future.add_done_callback(lambda _: setattr(flight, "finished", time.perf_counter()))
+        return flight
+
+    def _score(self, flight: _InFlight) -> Iterator[tuple[int, Any]]:
+        packed = flight.packed
+        try:
+            scores = flight.future.result()
         except Exception as exc:  # the engine failed on this batch: its series fail
             for outcome, _, _ in packed.pieces:
                 outcome.error = outcome.error or exc
             yield from self._fail_all(packed.pieces)
             return
-        infer_s = time.perf_counter() - t
+        infer_s = (flight.finished or time.perf_counter()) - flight.started
         with self._stats_lock:
             self.stats.batches += 1
             self.stats.slices += packed.count
@@ -355,6 +393,16 @@ class Stream:
         for t in self._threads:
             if t.is_alive() and t is not threading.current_thread():
                 t.join()
+
+
+def completed(infer: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> Future:
+    """``infer(batch)`` run now, as a finished future (how engines without asynchronous requests submit)."""
+    future: Future = Future()
+    try:
+        future.set_result(infer(batch))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
 
 
 def error_message(outcome: SeriesOutcome) -> str:
