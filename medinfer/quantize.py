@@ -102,9 +102,6 @@ class _Reader:
         batch = next(self._batches, None)
         return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch)}
 
-    def rewind(self):  # not needed: one calibration pass
-        raise NotImplementedError
-
 
 def quantize(source: str | Path, output: str | Path, calibration: Sequence, *, validate_on: Sequence | None = None,
              method: str = "minmax", max_slices: int = MAX_SLICES, progress: bool | None = None) -> QuantizeReport:

@@ -94,6 +94,8 @@ def test_onnx_inference_needs_neither_torch_nor_matplotlib(tmp_path, tiny_export
         from medinfer import backends
         from medinfer.cli import main
         result = medinfer.Engine(ONNX).predict(SERIES)
+        openvino = (medinfer.Engine(ONNX, backend="openvino").predict(SERIES).label
+                    if backends.BACKENDS["openvino"].is_available("cpu") else None)
         with contextlib.redirect_stdout(io.StringIO()) as table:
             cli_rc = main(["predict", SERIES, "--engine", ONNX, "--json", JSON])
         with contextlib.redirect_stdout(io.StringIO()) as info:
@@ -103,6 +105,7 @@ def test_onnx_inference_needs_neither_torch_nor_matplotlib(tmp_path, tiny_export
         rep = json.loads(info.getvalue())
         print(json.dumps({
             "label": result.label, "slices": len(result.slice_probabilities), "cli": cli_rc, "info": info_rc,
+            "openvino": openvino,
             "table": table.getvalue(), "json": json.load(open(JSON))["predictions"][0]["label"],
             "reasons": {r["backend"] + "/" + r["device"]: r["reason"] for r in rep["backends"]},
             "export": [train_rc, train_err.getvalue()],
@@ -110,6 +113,7 @@ def test_onnx_inference_needs_neither_torch_nor_matplotlib(tmp_path, tiny_export
         }))
     """, ONNX=onnx_path, SERIES=str(chest_ct), JSON=str(tmp_path / "out.json"))
     assert out["slices"] == 64 and out["label"] in ("covid", "non-covid")
+    assert out["openvino"] in (None, out["label"])
     assert out["cli"] == 0 and out["json"] == out["label"] and out["label"] in out["table"]
     assert out["info"] == 0 and out["loaded"] == []
     assert out["reasons"]["onnxruntime/cpu"] is None
@@ -117,3 +121,17 @@ def test_onnx_inference_needs_neither_torch_nor_matplotlib(tmp_path, tiny_export
     assert "medinfer[train]" in out["reasons"]["torch/cpu"]
     assert all(out["reasons"][f"{name}/{device}"] for name in ("triton", "tensorrt") for device in ("cpu", "cuda"))
     assert out["export"][0] == 1 and "pip install 'medinfer[train]'" in out["export"][1]
+
+
+def test_without_openvino_the_backend_says_which_extra_brings_it(tmp_path, tiny_exports):
+    out = run_hidden({"openvino"}, tmp_path, """
+        import json
+        import medinfer
+        try:
+            medinfer.Engine(ONNX, backend="openvino")
+            error = ""
+        except medinfer.errors.MedinferError as exc:
+            error = str(exc)
+        print(json.dumps({"error": error, "auto": medinfer.Engine(ONNX).backend}))
+    """, ONNX=str(tiny_exports("ddc_resnet101")["onnx"]))
+    assert "pip install 'medinfer[openvino]'" in out["error"] and out["auto"] == "onnxruntime"

@@ -36,13 +36,16 @@ def run(args) -> int:
 
     from medinfer import validation
     from medinfer.engine import Engine
+    from medinfer.engine.base import kind_of
     from medinfer.io import load_study
 
     with warnings.catch_warnings():  # an unchecked engine is what this command is for
         warnings.simplefilter("ignore", validation.ReducedPrecisionWarning)
         engine = Engine(args.engine, backend=args.backend, precision=args.precision)
-    options = {"precision": "fp32"} | ({"cuda_graphs": False} if engine.device == "cuda" else {})
-    reference = Engine(args.reference, device=engine.device if engine.device == "cuda" else "cpu", **options)
+    # The reference runs where the engine does; a checkpoint on a GPU without CUDA graphs (plain fp32 eager).
+    eager = engine.device == "cuda" and kind_of(Path(args.reference)) == "checkpoint"
+    reference = Engine(args.reference, device=engine.device, precision="fp32",
+                       **({"cuda_graphs": False} if eager else {}))
     validation.check_reference(engine, reference)
     series = [s for src in args.data for s in load_study(src)]
     result = validation.validate(engine, reference, series, data=", ".join(map(str, args.data)),

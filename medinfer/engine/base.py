@@ -125,10 +125,11 @@ def default_device(backend: str) -> str:
     return "cuda" if backends.BACKENDS[backend].is_available("cuda") else "cpu"
 
 
-def _passed_checks(path: Path, kind: str) -> frozenset[str]:
-    """``backend/precision`` of the checks against fp32 that ``path`` passed (none for an unreadable record:
-    the engine itself then says what is wrong with the file)."""
-    if kind != "onnx":
+def _passed_checks(path: Path, runners: tuple[str, ...], device: str) -> frozenset[str]:
+    """``backend/precision`` of the checks against fp32 that ``path`` passed, read only where they can change
+    the choice (OpenVINO runs the file and is usable here); none for an unreadable record: the engine itself
+    then says what is wrong with the file."""
+    if "openvino" not in runners or not backends.BACKENDS["openvino"].is_available(device):
         return frozenset()
     try:
         return frozenset(k for k, v in validation.recorded(path).items() if v.passed)
@@ -152,8 +153,8 @@ def resolve(path: Path, backend: str | None = None, device: str | None = None) -
                           f"{' or '.join(runners)} (the {requested} backend was asked for by {source}; build a .plan "
                           "with `medinfer build` for TensorRT)")
     if requested is None:
-        requested, _ = backends.choose_engine(runners, device or default_device(runners[0]),
-                                              passed=_passed_checks(path, kind))
+        device = device or default_device(runners[0])
+        requested, _ = backends.choose_engine(runners, device, passed=_passed_checks(path, runners, device))
     device = device or default_device(requested)
     if device not in backends.DEVICES:
         raise InputError(f"device must be one of {', '.join(backends.DEVICES)}, got {device!r}")
