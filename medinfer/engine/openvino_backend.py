@@ -20,12 +20,11 @@ from concurrent.futures import Future
 import numpy as np
 
 from medinfer import cpu, validation
-from medinfer.engine.base import Engine
-from medinfer.errors import EngineError
+from medinfer.engine.base import HINTS, Engine
+from medinfer.errors import EngineError, InputError
 from medinfer.info import usable_cores
 from medinfer.onnx_file import VALIDATION_KEY, read_for_runtime, stored_precision
 
-HINTS = ("latency", "throughput")
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8 nodes come from the graph; the rest fp32
 
 
@@ -86,6 +85,8 @@ class OpenVINOEngine(Engine):
 
     def compiled(self, hint: str) -> _Compiled:
         """The compilation for ``hint`` (``"latency"`` or ``"throughput"``), made on first use."""
+        if hint not in HINTS:
+            raise InputError(f"hint must be one of {', '.join(HINTS)}, got {hint!r}")
         with self._compile_lock:
             if hint not in self._compiled:
                 config = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": _OV_PRECISION[self.precision],
