@@ -16,6 +16,8 @@ TABLE_ROWS = 30  # up to this many series get a row each on the terminal; beyond
 
 
 def register(sub) -> None:
+    from medinfer.validation import REQUESTS
+
     p = sub.add_parser("predict", help="classify every CT series under folders (a study, an archive) with an engine",
                        description=__doc__.split("\n\n")[1])
     p.add_argument("roots", nargs="+", metavar="ROOT",
@@ -23,7 +25,7 @@ def register(sub) -> None:
                         "or a series' files")
     p.add_argument("--engine", required=True, help="engine: .onnx, .plan, or a checkpoint")
     p.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt", "torch"), help="force a backend")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"),
+    p.add_argument("--precision", choices=REQUESTS,
                    help="default auto: below fp32 only where the engine's check against fp32 passed")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: a GPU when the backend can use one")
     p.add_argument("--aggregate", choices=("mean", "max", "topk"), default="mean",
