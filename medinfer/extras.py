@@ -18,6 +18,10 @@ PROVIDERS: dict[str, tuple[str, str]] = {
     "tensorrt": ("tensorrt", "TensorRT"),
     "ray": ("ray", "Ray (archive runs on a cluster: medinfer predict --ray)"),
     "openvino": ("openvino", "OpenVINO (the CPU engine with bf16 and int8: backend='openvino')"),
+    "pytriton": ("serve", "PyTriton (medinfer serve: a Triton Inference Server)"),
+    "tritonclient": ("remote", "Triton's client (RemoteEngine, medinfer export-triton)"),
+    "pynetdicom": ("listen", "pynetdicom (medinfer listen: the DICOM Storage SCP)"),
+    "highdicom": ("listen", "highdicom (DICOM structured reports of the results)"),
 }
 
 

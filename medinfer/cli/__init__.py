@@ -12,7 +12,7 @@ from medinfer.extras import missing_extra
 
 # Subcommand modules, in the order `medinfer --help` lists them.
 COMMANDS = ("demo", "info", "models", "phantom", "train", "evaluate", "export", "quantize", "build", "sign",
-            "predict", "validate_engine", "bench")
+            "predict", "validate_engine", "serve", "export_triton", "listen", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
