@@ -12,8 +12,8 @@ from medinfer._lazy import lazy
 from medinfer._version import __version__
 
 _SUBMODULES = ("backends", "checkpoint", "data", "engine", "errors", "evaluation", "export", "extras", "hu", "info",
-               "integrity", "io", "kernels", "models", "onnx_file", "ops", "phantom", "preprocess", "resize",
-               "runtime", "samples", "tasks", "training")
+               "integrity", "io", "kernels", "listen", "models", "onnx_file", "ops", "phantom", "preprocess", "resize",
+               "runtime", "samples", "serve", "tasks", "training")
 # Names re-exported at the top level, loaded with their module on first access.
 _ATTRIBUTES = {
     "load_series": "medinfer.io",
@@ -22,6 +22,7 @@ _ATTRIBUTES = {
     "Preprocess": "medinfer.preprocess",
     "SeriesBatcher": "medinfer.runtime",
     "Engine": "medinfer.engine",
+    "RemoteEngine": "medinfer.serve",
     "SeriesPrediction": "medinfer.engine",
     "build_engine": "medinfer.engine",
     "export_onnx": "medinfer.export",
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
         integrity,
         io,
         kernels,
+        listen,
         models,
         onnx_file,
         ops,
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
         resize,
         runtime,
         samples,
+        serve,
         tasks,
         training,
     )
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
     from medinfer.io import Series, load_series, load_study  # noqa: F401
     from medinfer.preprocess import Preprocess  # noqa: F401
     from medinfer.runtime import SeriesBatcher  # noqa: F401
+    from medinfer.serve import RemoteEngine  # noqa: F401
     from medinfer.training import train  # noqa: F401
 
 

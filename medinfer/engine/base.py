@@ -196,24 +196,21 @@ def cpu_batch(input_shape: tuple[int, ...]) -> int:
     return max(1, min(64, CPU_BATCH_PIXELS // (h * w)))
 
 
-class Engine(metaclass=_Opening):
-    """Load an engine file; see the module docstring. ``backend`` picks among those that run the file
-    (``"onnxruntime"`` or ``"openvino"`` for ``.onnx``, ``"tensorrt"``, ``"torch"``; or
-    ``MEDINFER_ENGINE_BACKEND``); ``device`` is ``"cpu"`` or ``"cuda"`` (default: a GPU when the backend can use
-    one here). Backends receive the resolved device; ``precision`` (``"auto"``, ``"fp32"``, ...) is theirs."""
-
-    backend: ClassVar[str]
+class Classifier:
+    """The series API over a batch inference — ``infer``, ``submit``, ``predict``, ``predict_many``, ``stream`` —
+    shared by every engine file's :class:`Engine` and by :class:`medinfer.serve.RemoteEngine`, whose batches run
+    on a server. A subclass sets ``metadata`` and ``_infer`` (and ``_submit`` where requests run asynchronously)."""
 
     metadata: ModelMetadata
+    device: str = "cpu"
     precision: str = "fp32"
     precision_reason: str = "fp32"
     validation: validation.Validation | None = None  # the check behind a reduced precision
 
-    def __init__(self, path: str | Path, *, backend: str | None = None, device: str | None = None, **options):
-        # Reached with the path and device _Opening resolved (``backend`` and ``options`` are the backend's).
-        self.path = Path(path)
-        self.device = device or "cpu"
-        self._lock = threading.Lock()  # backends whose state is not reentrant serialise through it
+    @property
+    def where(self) -> str:
+        """What errors about a batch name: the engine file, the server's model."""
+        return self.metadata.name
 
     # Description -----------------------------------------------------------------------------------------
     @property
@@ -237,24 +234,6 @@ class Engine(metaclass=_Opening):
     def concurrency(self) -> int:
         """How many batches :meth:`submit` runs at once (1: one after the other)."""
         return 1
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}({str(self.path)!r}, model={self.metadata.name}, device={self.device}, "
-                f"precision={self.precision}, classes={list(self.class_names)})")
-
-    def describe(self) -> dict[str, Any]:
-        """What runs and why, for ``medinfer info ENGINE``, ``predict`` and result files."""
-        return {"backend": self.backend, "device": self.device, "precision": self.precision,
-                "precision_reason": self.precision_reason,
-                "validation": self.validation.to_dict() if self.validation else None,
-                "model": self.metadata.to_dict()}
-
-    def _decide(self, requested: str | None, *, stored: str = "fp32", reduced: Mapping[str, str | None],
-                validations: Mapping[str, validation.Validation]) -> None:
-        decision = validation.decide(self.path, self.backend, requested or "auto", stored=stored, reduced=reduced,
-                                     validations=validations)
-        self.precision, self.precision_reason, self.validation = (decision.precision, decision.reason,
-                                                                  decision.validation)
 
     # Inference -------------------------------------------------------------------------------------------
     #: Each backend's inference: (B, C, H, W) float32, validated → (B, K) float32 probabilities. (Declared,
@@ -283,10 +262,10 @@ class Engine(metaclass=_Opening):
     def _checked(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch)
         if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
-            raise InputError(f"{self.path.name}: expected a batch of shape (B, {', '.join(map(str, self.input_shape))})"
+            raise InputError(f"{self.where}: expected a batch of shape (B, {', '.join(map(str, self.input_shape))})"
                              f", got {batch.shape}")
         if batch.dtype.kind != "f":
-            raise InputError(f"{self.path.name}: expected a floating-point batch, got {batch.dtype}")
+            raise InputError(f"{self.where}: expected a floating-point batch, got {batch.dtype}")
         return np.ascontiguousarray(batch, dtype=np.float32)
 
     def predict(self, series, *, aggregate: str = "mean", k: int | None = None, series_uid: str | None = None,
@@ -364,6 +343,43 @@ class Engine(metaclass=_Opening):
             label=self.class_names[int(np.argmax(score))],
             probabilities={c: float(p) for c, p in zip(self.class_names, score, strict=True)},
             slice_probabilities=outcome.scores, files=outcome.files, **common)
+
+
+class Engine(Classifier, metaclass=_Opening):
+    """Load an engine file; see the module docstring. ``backend`` picks among those that run the file
+    (``"onnxruntime"`` or ``"openvino"`` for ``.onnx``, ``"tensorrt"``, ``"torch"``; or
+    ``MEDINFER_ENGINE_BACKEND``); ``device`` is ``"cpu"`` or ``"cuda"`` (default: a GPU when the backend can use
+    one here). Backends receive the resolved device; ``precision`` (``"auto"``, ``"fp32"``, ...) is theirs."""
+
+    backend: ClassVar[str]
+
+    def __init__(self, path: str | Path, *, backend: str | None = None, device: str | None = None, **options):
+        # Reached with the path and device _Opening resolved (``backend`` and ``options`` are the backend's).
+        self.path = Path(path)
+        self.device = device or "cpu"
+        self._lock = threading.Lock()  # backends whose state is not reentrant serialise through it
+
+    @property
+    def where(self) -> str:
+        return self.path.name
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({str(self.path)!r}, model={self.metadata.name}, device={self.device}, "
+                f"precision={self.precision}, classes={list(self.class_names)})")
+
+    def describe(self) -> dict[str, Any]:
+        """What runs and why, for ``medinfer info ENGINE``, ``predict`` and result files."""
+        return {"backend": self.backend, "device": self.device, "precision": self.precision,
+                "precision_reason": self.precision_reason,
+                "validation": self.validation.to_dict() if self.validation else None,
+                "model": self.metadata.to_dict()}
+
+    def _decide(self, requested: str | None, *, stored: str = "fp32", reduced: Mapping[str, str | None],
+                validations: Mapping[str, validation.Validation]) -> None:
+        decision = validation.decide(self.path, self.backend, requested or "auto", stored=stored, reduced=reduced,
+                                     validations=validations)
+        self.precision, self.precision_reason, self.validation = (decision.precision, decision.reason,
+                                                                  decision.validation)
 
 
 def _load_source(src, *, series_uid: str | None, acquisition: int | str | None):
