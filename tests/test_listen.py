@@ -106,6 +106,7 @@ def test_chest_ct_from_two_associations_gets_a_report(engine, chest, chest_ct, t
     assert result["status"] == "ok" and result["instances_received"] == 64 and result["unusable"] == []
     assert result["label"] == expected.label
     assert result["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+    assert result["seconds_from_last_instance"] >= 1.0  # the idle wait, then classification and the report
 
     sr = pydicom.dcmread(result["report"]["path"])
     assert sr.SOPInstanceUID == result["report"]["sop_instance_uid"]

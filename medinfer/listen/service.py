@@ -15,7 +15,8 @@ import pydicom
 from medinfer.io.select import Selection, series_attributes
 from medinfer.io.text import printable
 from medinfer.listen import scp
-from medinfer.listen.store import InstanceStore, valid_uid, write_atomically
+from medinfer.listen.store import InstanceStore, valid_uid
+from medinfer.metadata import atomic_write
 
 log = logging.getLogger("medinfer.listen")
 
@@ -40,6 +41,7 @@ class Listener:
         self.selection = selection if selection is not None else Selection.parse()
         self.acquisition, self.aggregate, self.k = acquisition, aggregate, k
         self._arrivals: dict[str, float] = {}  # series uid -> monotonic time of its last instance, until classified
+        self._last_instance: dict[str, float] = {}  # the same, for series being classified (for the latency)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._server = None
@@ -117,7 +119,7 @@ class Listener:
             with self._lock:
                 due = [uid for uid, t in self._arrivals.items() if now - t >= self.idle_seconds]
                 for uid in due:  # an instance arriving from now on schedules the series again
-                    del self._arrivals[uid]
+                    self._last_instance[uid] = self._arrivals.pop(uid)
             if due:
                 try:
                     self._classify(due)
@@ -171,6 +173,9 @@ class Listener:
                 else:
                     log.error("series %s: forwarding the report to %s failed: %s", uid,
                               result["forward"]["destination"], result["forward"]["error"])
+        last = self._last_instance.pop(uid, None)
+        if last is not None:  # what a modality waits for its report, the idle wait included
+            result["seconds_from_last_instance"] = round(time.monotonic() - last, 3)
         path = self.store.write_result(uid, result)
         if result["status"] == "ok":
             log.info("series %s: classified %s (p=%.3f, %d slices): %s", uid, result["label"],
@@ -186,7 +191,7 @@ class Listener:
         path = self.store.report_path(uid)
         buffer = io.BytesIO()
         sr.save_as(buffer, enforce_file_format=True)
-        write_atomically(path, buffer.getvalue())
+        atomic_write(path, buffer.getvalue())
         log.info("series %s: structured report written: %s", uid, path)
         return {"path": str(path), "sop_instance_uid": sr.SOPInstanceUID,
                 "series_instance_uid": sr.SeriesInstanceUID, "sop_class_uid": sr.SOPClassUID}, sr

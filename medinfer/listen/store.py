@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import threading
 from pathlib import Path
+
+from medinfer.metadata import atomic_write
 
 # What a UID may be (PS3.5 §9.1): digits and dots, at most 64 characters. Checked before a UID names a file,
 # so that a peer cannot write outside the store with a crafted SOPInstanceUID.
@@ -22,17 +23,6 @@ UNUSABLE = "unusable.jsonl"  # instances that belong to no series, at the top of
 
 def valid_uid(uid: str) -> bool:
     return len(uid) <= 64 and bool(_UID.match(uid))
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class InstanceStore:
@@ -49,7 +39,7 @@ class InstanceStore:
         folder = self.incoming / series_uid
         folder.mkdir(exist_ok=True)
         path = folder / f"{sop_uid}.dcm"
-        write_atomically(path, data)
+        atomic_write(path, data)
         return path
 
     def reject(self, series_uid: str, record: dict) -> None:
@@ -80,7 +70,7 @@ class InstanceStore:
 
     def write_result(self, series_uid: str, result: dict) -> Path:
         path = self.result_path(series_uid)
-        write_atomically(path, (json.dumps(result, indent=2) + "\n").encode())
+        atomic_write(path, (json.dumps(result, indent=2) + "\n").encode())
         return path
 
     def unfinished(self) -> list[str]:
